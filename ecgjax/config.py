@@ -1,0 +1,193 @@
+"""The one base config: every default of ecgjax lives here.
+
+Experiment files in ``configs/`` start from :func:`base_config` and change what they need;
+library code reads the config and never mutates it. Dotted paths (``optim.learning_rate``)
+are the same keys the command line (``--config.optim.learning_rate=3e-4``) and the
+tuning search spaces (``get_search_space(tune)``) use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Return a fresh, unlocked base config with every default ecgjax knows."""
+    c = ml_collections.ConfigDict()
+    c.name = "run"
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = "mitbih"  # mitbih (5 classes), ptb (2 classes), interpatient (DS1/DS2)
+    c.data.train_file = "heart_big_train.parq"  # relative to paths.data_dir()
+    c.data.test_file = "heart_big_test.parq"
+    c.data.num_classes = 5
+    c.data.class_names = ("N", "S", "V", "F", "Q")
+    c.data.val_fraction = 0.1
+    c.data.split_seed = 42
+    c.data.val_split = "stratified"  # stratified | record (patients never shared)
+    c.data.max_train = 0  # 0 = use all; >0 subsamples (stratified) for smoke runs
+    c.data.max_eval = 0  # same for validation/test
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "cnn2d"
+    c.model.hidden = 16
+    c.model.num_blocks = 1
+    c.model.num_heads = 4
+    c.model.dropout = 0.0
+    c.model.norm = "none"  # none | batch | layer
+    c.model.pool = "flatten"  # flatten | global  (cnn2d head)
+    c.model.kernel_size = 5
+    c.model.se_ratio = 4
+    c.model.rr_context = False
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.name = "ce"  # ce | weighted_ce | focal
+    c.loss.class_weight_power = 1.0  # weights = (1/freq) ** power, normalised
+    c.loss.focal_gamma = 2.0
+    c.loss.label_smoothing = 0.0
+
+    c.sampling = ml_collections.ConfigDict()
+    c.sampling.name = "uniform"  # uniform | balanced
+    c.sampling.balance_power = 0.5  # balanced: p(beat) ~ count[class] ** -power (1 = equal classes)
+
+    c.augment = ml_collections.ConfigDict()
+    c.augment.enabled = False
+    c.augment.scale = 0.1  # amplitude scale in [1-s, 1+s]
+    c.augment.shift = 0.05  # baseline shift
+    c.augment.noise = 0.01  # Gaussian noise std
+    c.augment.time_shift = 3  # samples, circular within the beat
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "adam"  # adam | adamw | sgd
+    c.optim.learning_rate = 1e-3
+    c.optim.weight_decay = 0.0
+    c.optim.momentum = 0.9
+    c.optim.schedule = "constant"  # constant | cosine | plateau
+    c.optim.warmup_epochs = 0
+    c.optim.plateau_patience = 2
+    c.optim.plateau_factor = 0.5
+    c.optim.grad_clip = 0.0  # 0 = off
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 32
+    c.train.epochs = 10
+    c.train.steps_per_epoch = 0  # 0 = one full pass over the training split
+    c.train.num_seeds = 4
+    c.train.eval_batch_size = 1024
+    c.train.select_metric = "macro_recall"  # validation metric for best checkpoint / early stop
+    c.train.early_stop_patience = 0  # epochs without improvement; 0 = off
+
+    c.ensemble = ml_collections.ConfigDict()
+    c.ensemble.strategy = "auto"  # auto | vmap | loop | sequential
+    c.ensemble.dispatch = "auto"  # auto | python | scan
+    c.ensemble.scan_steps = 8
+
+    c.tune = ml_collections.ConfigDict()
+    c.tune.scheduler = "asha"  # asha | hyperband | pbt | fifo
+    c.tune.search = "random"  # random | grid | optuna
+    c.tune.metric = "val/macro_recall"
+    c.tune.mode = "max"
+    c.tune.num_samples = 8
+    c.tune.max_epochs = 10
+    c.tune.grace_period = 2
+    c.tune.reduction_factor = 3
+    c.tune.perturbation_interval = 2
+    c.tune.max_concurrent = 2
+    c.tune.cpus_per_trial = 1.0
+    c.tune.gpus_per_trial = 0.0
+    c.tune.seeds_per_trial = 2
+    return c
+
+
+def load_config_file(path: str | Path) -> ml_collections.ConfigDict:
+    """Load ``configs/x.py`` or ``configs/x.py:arg`` by path (no import path tricks)."""
+    text = str(path)
+    arg: str | None = None
+    if ":" in Path(text).name:
+        text, arg = text.rsplit(":", 1)
+    module = _load_module(Path(text))
+    return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def load_search_space(path: str | Path, tune_module: Any) -> dict[str, Any]:
+    """Return ``get_search_space(tune)`` of a config file (``:arg`` suffix ignored)."""
+    text = str(path)
+    if ":" in Path(text).name:
+        text = text.rsplit(":", 1)[0]
+    module = _load_module(Path(text))
+    if not hasattr(module, "get_search_space"):
+        raise ValueError(f"{text}: config file has no get_search_space(tune)")
+    return module.get_search_space(tune_module)
+
+
+def _load_module(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    spec = importlib.util.spec_from_file_location(f"ecgjax_config_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{path}: cannot be loaded as a Python config file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path}: config file defines no get_config()")
+    return module
+
+
+def with_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+    """Return a copy of ``config`` with dotted-path overrides applied (the input is untouched)."""
+    new = ml_collections.ConfigDict(config.to_dict())
+    for dotted, value in overrides.items():
+        node = new
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            if p not in node:
+                raise KeyError(f"unknown config path {dotted!r}")
+            node = node[p]
+        if leaf not in node:
+            raise KeyError(f"unknown config path {dotted!r}")
+        current = node[leaf]
+        if isinstance(current, float) and isinstance(value, int):
+            value = float(value)
+        node[leaf] = value
+    return new
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+    """Serialise a config (tuples become lists) for saving beside checkpoints."""
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+    """Inverse of :func:`to_json`, filling keys that older checkpoints lack from the base."""
+    saved = json.loads(text)
+    config = base_config()
+    _merge(config, saved)
+    return config
+
+
+def _merge(node: ml_collections.ConfigDict, saved: dict[str, Any]) -> None:
+    for key, value in saved.items():
+        if isinstance(value, dict) and key in node and isinstance(node[key], ml_collections.ConfigDict):
+            _merge(node[key], value)
+        elif key in node and isinstance(node[key], tuple):
+            node[key] = tuple(value)
+        else:
+            node[key] = value
+
+
+def flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+    """Flatten to dotted keys, for MLflow params and report tables."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out

@@ -1,0 +1,95 @@
+"""MLflow logging through one writer per process (SQLite store under the project).
+
+A :class:`Tracker` wraps ``MlflowClient`` with explicit run ids instead of MLflow's global
+"active run", so a sweep driver can log a parent and many child runs from a single thread
+(SQLite allows one writer; parallel trial processes never touch the database themselves).
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from ecgjax import paths
+
+_MAX_PARAM = 6000  # MLflow's param value limit is larger in 3.x; stay well inside it.
+
+
+def git_commit() -> str:
+    """The project's current commit (or ``unknown`` outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=paths.PROJECT_ROOT, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Tracker:
+    """Logs params, metrics, tags and artifacts to one MLflow experiment."""
+
+    def __init__(self, experiment: str, uri: str | None = None) -> None:
+        self.uri = uri or paths.mlflow_uri()
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            artifacts = paths.mlflow_artifacts_dir()
+            artifacts.mkdir(parents=True, exist_ok=True)
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts.as_uri())
+        else:
+            self.experiment_id = found.experiment_id
+
+    def start_run(self, name: str, *, parent_id: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
+        """Create a run (a child when ``parent_id`` is given) and return its id."""
+        all_tags = {"mlflow.source.git.commit": git_commit(), **(tags or {})}
+        if parent_id is not None:
+            all_tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()})
+        return run.info.run_id
+
+    def find_run(self, tag: str, value: str) -> str | None:
+        """The id of a run carrying ``tag=value`` (to avoid duplicates when a sweep resumes)."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1
+        )
+        return runs[0].info.run_id if runs else None
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        existing = self.client.get_run(run_id).data.params
+        items = [
+            Param(k, str(v)[:_MAX_PARAM]) for k, v in params.items() if k not in existing
+        ]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start : start + 100], synchronous=True)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        """Log finite float metrics at ``step`` (non-finite values are skipped, never stored)."""
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and math.isfinite(float(v))
+        ]
+        for start in range(0, len(items), 500):
+            self.client.log_batch(run_id, metrics=items[start : start + 500], synchronous=True)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        if items:
+            self.client.log_batch(run_id, tags=items, synchronous=True)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
