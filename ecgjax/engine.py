@@ -73,15 +73,21 @@ class Ensemble:
     def __init__(
         self,
         config: ml_collections.ConfigDict,
-        train: data_lib.BeatData,
+        train: data_lib.BeatData | None,
         seeds: list[int],
+        *,
+        context_dim: int | None = None,
     ) -> None:
+        """Build the programs for ``seeds``; ``train=None`` builds an inference-only ensemble
+        (evaluation from checkpoints), then ``context_dim`` gives the RR feature count."""
         self.config = config
         self.seeds = list(seeds)
         self.num_classes = int(config.data.num_classes)
         self.use_context = bool(config.model.rr_context)
         self.model = create_model(config.model, self.num_classes)
         self.batch_size = int(config.train.batch_size)
+        if train is None:
+            train = _placeholder(self.num_classes, context_dim if self.use_context else None)
         self.steps = steps_per_epoch(config, len(train))
         self.tx = make_optimizer(config.optim, self.steps, int(config.train.epochs))
         self.fns = StepFns(self.model, self.tx, make_loss(config.loss), config.augment)
@@ -143,11 +149,12 @@ class Ensemble:
         idx = self._indices(state.key, jnp.asarray(epoch, jnp.int32), self.sample_probs)
         if self.strategy == "vmap":
             state, metrics = self._run_steps(state, idx)
-        else:
-            members = [jax.tree.map(lambda a, s=s: a[s], state) for s in range(len(self.seeds))]
+        elif self.strategy == "sequential":
+            members = _unstack(state, len(self.seeds))
             outs = [self._run_steps(m, idx[s]) for s, m in enumerate(members)]
-            state = jax.tree.map(lambda *a: jnp.stack(a), *[o[0] for o in outs])
-            metrics = jax.tree.map(lambda *a: jnp.stack(a), *[o[1] for o in outs])
+            state, metrics = _stack([o[0] for o in outs]), _stack([o[1] for o in outs])
+        else:
+            state, metrics = self._loop_steps(state, idx)
         host = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
         if not np.all(np.isfinite(host["loss"])):
             bad = [self.seeds[i] for i in np.flatnonzero(~np.isfinite(host["loss"]))]
@@ -174,6 +181,25 @@ class Ensemble:
             pos += 1
         return state, {key: v / total for key, v in sums.items()}
 
+    def _loop_steps(self, state: TrainState, idx: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        """Interleave seeds within each step (or scan chunk): one single-seed program, S calls."""
+        members = _unstack(state, len(self.seeds))
+        total = idx.shape[1]
+        sums: list[dict[str, jax.Array]] = [{} for _ in members]
+        pos = 0
+        k = self.scan_k if self.dispatch == "scan" else 1
+        while pos < total:
+            width = k if pos + k <= total else 1
+            for s in range(len(members)):
+                if width > 1:
+                    members[s], m = self._scan(members[s], idx[s, pos : pos + width], self.data, self.class_weights)
+                    m = {key: v.sum(axis=0) for key, v in m.items()}
+                else:
+                    members[s], m = self._step(members[s], idx[s, pos], self.data, self.class_weights)
+                sums[s] = _accumulate(sums[s], m)
+            pos += width
+        return _stack(members), _stack([{key: v / total for key, v in m.items()} for m in sums])
+
     def predict(self, state: TrainState, split: data_lib.BeatData) -> np.ndarray:
         """Per-seed class probabilities ``(S, N, C)`` on a split, in fixed-size chunks."""
         dev = to_device(split, self.use_context)
@@ -186,19 +212,27 @@ class Ensemble:
             if self.strategy == "vmap":
                 probs = self._predict(state.params, state.batch_stats, x, ctx)
             else:
-                probs = jnp.stack(
-                    [
-                        self._predict(
-                            jax.tree.map(lambda a, s=s: a[s], state.params),
-                            jax.tree.map(lambda a, s=s: a[s], state.batch_stats),
-                            x,
-                            ctx,
-                        )
-                        for s in range(len(self.seeds))
-                    ]
-                )
+                params = _unstack(state.params, len(self.seeds))
+                stats = _unstack(state.batch_stats, len(self.seeds))
+                probs = jnp.stack([self._predict(p, b, x, ctx) for p, b in zip(params, stats, strict=True)])
             out.append(np.asarray(probs)[:, : min(chunk, n - start)])
         return np.concatenate(out, axis=1) if out else np.zeros((len(self.seeds), 0, self.num_classes))
+
+
+def _placeholder(num_classes: int, context_dim: int | None) -> data_lib.BeatData:
+    """A one-batch stand-in for the training split of an inference-only ensemble."""
+    y = np.arange(num_classes, dtype=np.int32)
+    ctx = None if context_dim is None else np.zeros((num_classes, context_dim), np.float32)
+    x = np.zeros((num_classes, data_lib.FEATURE_LEN), np.float32)
+    return data_lib.BeatData(x=x, y=y, num_classes=num_classes, source="(inference only)", context=ctx)
+
+
+def _unstack(tree: Any, n: int) -> list[Any]:
+    return [jax.tree.map(lambda a, s=s: a[s], tree) for s in range(n)]
+
+
+def _stack(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
 
 def _accumulate(sums: dict[str, jax.Array], new: dict[str, jax.Array]) -> dict[str, jax.Array]:

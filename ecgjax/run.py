@@ -7,6 +7,7 @@ imports a tracker, so data flows one way.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from ecgjax import checkpoint as ckpt
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import metrics as metrics_lib
+from ecgjax import paths
 from ecgjax.engine import Ensemble
 from ecgjax.optim import get_hyperparams, set_hyperparams
 from ecgjax.train import TrainState
@@ -83,9 +85,18 @@ def run_metadata(config: ml_collections.ConfigDict, splits: data_lib.Splits, ens
             "n_train": len(splits.train),
             "n_val": len(splits.val),
             "n_test": len(splits.test),
-            "manifest": data_lib.read_manifest(config) if hasattr(data_lib, "read_manifest") else None,
+            "manifest": _manifest(),
         },
     }
+
+
+def _manifest() -> dict[str, Any] | None:
+    """The prepared data's manifest (source checksums, parameters), if the data was prepared."""
+    path = paths.data_dir() / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def run_training(
@@ -97,11 +108,15 @@ def run_training(
     resume: bool = False,
     evaluate_test: bool = True,
     checkpoints: bool = True,
+    restore_from: Path | None = None,
 ) -> RunResult:
     """Train the ensemble described by ``config``; checkpoint into ``run_dir``.
 
     With ``resume`` and a saved latest state, training continues from the epoch after it, with
-    the same data order and keys, so the result equals an uninterrupted run.
+    the same data order and keys, so the result equals an uninterrupted run. ``restore_from``
+    starts from another checkpoint folder instead (a Ray Tune checkpoint, possibly another
+    trial's after a PBT exploit); its learning rate and weight decay are replaced by this
+    config's, which is how PBT's perturbed values take effect without recompiling.
     """
     run_dir = Path(run_dir)
     ens = Ensemble(config, splits.train, seeds_of(config))
@@ -111,7 +126,15 @@ def run_training(
     if saver is not None:
         ckpt.write_run_files(run_dir, config_lib.to_json(config), run_metadata(config, splits, ens))
 
-    state, progress = _start(ens, saver, resume)
+    state, progress = _start(ens, saver, resume, restore_from)
+    if restore_from is not None:
+        state = state.replace(
+            opt_state=set_hyperparams(
+                state.opt_state,
+                learning_rate=float(config.optim.learning_rate),
+                weight_decay=float(config.optim.weight_decay),
+            )
+        )
     best_host: Any = None
     start_epoch = int(progress["epoch"]) + 1
     try:
@@ -164,7 +187,9 @@ def run_training(
     return out
 
 
-def _start(ens: Ensemble, saver: ckpt.RunCheckpointer | None, resume: bool) -> tuple[TrainState, dict[str, Any]]:
+def _start(
+    ens: Ensemble, saver: ckpt.RunCheckpointer | None, resume: bool, restore_from: Path | None
+) -> tuple[TrainState, dict[str, Any]]:
     fresh = {
         "epoch": 0,
         "best_metric": float("-inf"),
@@ -174,6 +199,10 @@ def _start(ens: Ensemble, saver: ckpt.RunCheckpointer | None, resume: bool) -> t
         "plateau_wait": [0] * len(ens.seeds),
         "history": [],
     }
+    if restore_from is not None:
+        state, progress = ckpt.restore_dir(Path(restore_from), ens.abstract_state())
+        log.info("starting from %s (epoch %d)", restore_from, progress["epoch"])
+        return state, {**fresh, **progress}
     if resume and saver is not None and saver.latest_epoch() is not None:
         state, progress = saver.restore_latest(ens.abstract_state())
         log.info("resuming from epoch %d", progress["epoch"])

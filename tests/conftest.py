@@ -1,0 +1,38 @@
+"""Shared fixtures: an isolated project (data, checkpoints, MLflow, report) in a temp folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgjax import data as data_lib
+from ecgjax.synthetic import make_records
+
+
+def write_synthetic_split(path: Path, num_records: int, beats_per_record: int, seed: int, num_classes: int = 5) -> None:
+    """A parquet in the prepared layout (features, target, record, sample, symbol)."""
+    x, y, record, sample = make_records(num_records, beats_per_record, num_classes, seed)
+    symbol = np.array(["N"] * len(y), dtype=object)
+    beats = data_lib.BeatData(x=x, y=y.astype(np.int32), num_classes=num_classes, source=str(path),
+                              record=record, sample=sample, symbol=symbol)
+    data_lib.write_parquet(path, beats)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every ecgjax location at a temp folder holding small synthetic MIT-BIH-like files."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_synthetic_split(data / "heart_big_train.parq", 6, 60, seed=1)
+    write_synthetic_split(data / "heart_big_test.parq", 3, 40, seed=2)
+    write_synthetic_split(data / "mitbih_ds1.parq", 6, 60, seed=3)
+    write_synthetic_split(data / "mitbih_ds2.parq", 3, 40, seed=4)
+    monkeypatch.setenv("ECGJAX_DATA_DIR", str(data))
+    monkeypatch.setenv("ECGJAX_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("ECGJAX_REPORT_DIR", str(tmp_path / "report"))
+    monkeypatch.setenv("ECGJAX_MLFLOW_ARTIFACTS", str(tmp_path / "mlartifacts"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("ECGJAX_MITDB_DIR", raising=False)
+    return tmp_path
