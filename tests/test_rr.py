@@ -1,0 +1,79 @@
+"""RR-interval features on hand-made records with known R-peak positions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ecgjax.data import BeatData, load_parquet, write_parquet
+from ecgjax.rr import RR_FEATURES, rr_features
+from ecgjax.synthetic import make_beats, make_records
+
+# fs = 100 Hz so samples / 100 are seconds: intervals 1.0, 1.0, 0.6 (premature), 1.4 (pause).
+SAMPLES = np.array([0, 100, 200, 260, 400])
+EXPECTED = np.array(
+    [
+        # prev, next, local (window 2: this and previous beat), record, prev/local, next/prev
+        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],  # first beat: prev := next
+        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+        [1.0, 0.6, 1.0, 1.0, 1.0, 0.6],
+        [0.6, 1.4, 0.8, 1.0, 0.75, 1.4 / 0.6],
+        [1.4, 1.4, 1.0, 1.0, 1.4, 1.0],  # last beat: next := prev
+    ]
+)
+
+
+def test_hand_made_record_matches_hand_computed_values():
+    got = rr_features(np.array(["a"] * 5, dtype=object), SAMPLES, fs=100.0, local_window=2)
+    assert got.shape == (5, len(RR_FEATURES)) and got.dtype == np.float32
+    np.testing.assert_allclose(got, EXPECTED, rtol=1e-6)
+
+
+def test_shuffled_and_interleaved_records_return_input_order():
+    record = np.array(["a"] * 5 + ["b"] * 5, dtype=object)
+    sample = np.r_[SAMPLES, SAMPLES + 1000]
+    perm = np.random.default_rng(0).permutation(10)
+    got = rr_features(record[perm], sample[perm], fs=100.0, local_window=2)
+    np.testing.assert_allclose(got, np.r_[EXPECTED, EXPECTED][perm], rtol=1e-6)
+
+
+def test_default_window_is_centred_and_clipped():
+    sample = np.arange(0, 2000, 100)  # 20 beats, 1 s apart except a premature beat
+    sample[10] -= 40
+    got = rr_features(np.array(["r"] * 20), sample, fs=100.0)
+    # beat 10 (prev 0.6 s): window is beats 5..14 -> prev RRs 1,1,1,1,1,0.6,1.4,1,1,1
+    assert got[10, 2] == pytest.approx(1.0)
+    assert got[10, 4] == pytest.approx(0.6)
+    assert got[0, 2] == pytest.approx(1.0)  # clipped at the start, no NaN
+
+
+def test_single_beat_record_gets_dataset_median_and_never_nan():
+    record = np.array(["a"] * 5 + ["lonely"], dtype=object)
+    sample = np.r_[SAMPLES, 7]
+    got = rr_features(record, sample, fs=100.0, local_window=2)
+    np.testing.assert_allclose(got[5], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # median of 1,1,.6,1.4
+    only = rr_features(np.array(["x"]), np.array([5]))
+    np.testing.assert_allclose(only[0], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    dup = rr_features(np.array(["d"] * 3), np.array([10, 10, 10]))
+    assert np.isfinite(dup).all()
+    assert rr_features(np.array([], dtype=object), np.array([], dtype=np.int64)).shape == (0, 6)
+
+
+def test_parquet_with_record_and_sample_gets_context(tmp_path):
+    x, y, record, sample = make_records(num_records=3, beats_per_record=20)
+    path = tmp_path / "rec.parq"
+    write_parquet(path, BeatData(x, y, 5, "mem", record=record, sample=sample))
+    data = load_parquet(path, 5)
+    assert data.context is not None
+    np.testing.assert_allclose(data.context, rr_features(record, sample))
+    premature = data.context[data.y == 1, 4].mean()
+    assert premature < data.context[data.y != 1, 4].mean()  # S beats come early
+
+
+def test_parquet_without_record_or_sample_loads_without_context(tmp_path):
+    x, y = make_beats(30)
+    path = tmp_path / "plain.parq"
+    write_parquet(path, BeatData(x, y, 5, "mem"))
+    data = load_parquet(path, 5)
+    assert data.context is None and data.record is None and data.sample is None
+    np.testing.assert_allclose(data.x, x)
