@@ -47,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.rr_context = False
 
     c.loss = ml_collections.ConfigDict()
-    c.loss.name = "ce"  # ce | weighted_ce | focal
+    c.loss.name = "ce"  # ce | weighted_ce | focal | weighted_focal
     c.loss.class_weight_power = 1.0  # weights = (1/freq) ** power, normalised
     c.loss.focal_gamma = 2.0
     c.loss.label_smoothing = 0.0
@@ -139,7 +139,9 @@ def _load_module(path: Path) -> Any:
     return module
 
 
-def with_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+def with_overrides(
+    config: ml_collections.ConfigDict, overrides: dict[str, Any]
+) -> ml_collections.ConfigDict:
     """Return a copy of ``config`` with dotted-path overrides applied (the input is untouched)."""
     new = ml_collections.ConfigDict(config.to_dict())
     for dotted, value in overrides.items():
@@ -173,7 +175,11 @@ def from_json(text: str) -> ml_collections.ConfigDict:
 
 def _merge(node: ml_collections.ConfigDict, saved: dict[str, Any]) -> None:
     for key, value in saved.items():
-        if isinstance(value, dict) and key in node and isinstance(node[key], ml_collections.ConfigDict):
+        if (
+            isinstance(value, dict)
+            and key in node
+            and isinstance(node[key], ml_collections.ConfigDict)
+        ):
             _merge(node[key], value)
         elif key in node and isinstance(node[key], tuple):
             node[key] = tuple(value)

@@ -34,7 +34,9 @@ def train_run(
     tracker = Tracker(experiment)
     run_id = tracker.find_run("ecgjax.run_dir", str(run_dir)) if resume else None
     if run_id is None:
-        run_id = tracker.start_run(name, tags={"ecgjax.run_dir": str(run_dir), "ecgjax.kind": "train"})
+        run_id = tracker.start_run(
+            name, tags={"ecgjax.run_dir": str(run_dir), "ecgjax.kind": "train"}
+        )
     tracker.log_params(run_id, config_lib.flatten(config))
     key = f"val/{config.train.select_metric}"
 
@@ -50,7 +52,11 @@ def train_run(
         console=console,
         disable=not progress,
     )
-    task = bar.add_task(f"{name} ({config.model.name}, {config.train.num_seeds} seeds)", total=config.train.epochs, status="")
+    task = bar.add_task(
+        f"{name} ({config.model.name}, {config.train.num_seeds} seeds)",
+        total=config.train.epochs,
+        status="",
+    )
 
     def show(result: EpochResult) -> None:
         m = result.metrics
@@ -70,19 +76,33 @@ def train_run(
     return result
 
 
-def _finish(tracker: Tracker, run_id: str, config: ml_collections.ConfigDict, result: RunResult, wall: float) -> None:
+def _finish(
+    tracker: Tracker, run_id: str, config: ml_collections.ConfigDict, result: RunResult, wall: float
+) -> None:
     names = list(config.data.class_names)
-    tracker.log_metrics(run_id, {**result.test_metrics, "wall_seconds": wall}, step=result.epochs_run)
+    tracker.log_metrics(
+        run_id, {**result.test_metrics, "wall_seconds": wall}, step=result.epochs_run
+    )
     tracker.set_tags(
         run_id,
-        {"ecgjax.strategy": result.strategy, "ecgjax.dispatch": result.dispatch, "ecgjax.best_epoch": result.best_epoch},
+        {
+            "ecgjax.strategy": result.strategy,
+            "ecgjax.dispatch": result.dispatch,
+            "ecgjax.best_epoch": result.best_epoch,
+        },
     )
     figures: list[Path] = []
     if result.history:
-        figures.append(plots.curves_png(result.history, names, result.run_dir / "curves.png", config.train.select_metric))
+        figures.append(
+            plots.curves_png(
+                result.history, names, result.run_dir / "curves.png", config.train.select_metric
+            )
+        )
     if result.test_report is not None:
         cm = result.test_report["ensemble"]["confusion"]
-        figures.append(plots.confusion_png(cm, names, result.run_dir / "confusion_test.png", "test, ensemble"))
+        figures.append(
+            plots.confusion_png(cm, names, result.run_dir / "confusion_test.png", "test, ensemble")
+        )
     for fig in figures:
         tracker.log_artifact(run_id, fig, "figures")
     tracker.set_tags(run_id, {"ecgjax.checkpoint": str(result.run_dir)})
@@ -98,11 +118,20 @@ def _print_summary(config: ml_collections.ConfigDict, result: RunResult, wall: f
         return
     rep = result.test_report
     table = Table(title="test split (best epoch)")
-    table.add_column("")
+    table.add_column("", no_wrap=True)
     for name in [*config.data.class_names, "macro recall", "accuracy"]:
         table.add_column(name, justify="right")
     rows = [(f"seed {config.seed + k}", m) for k, m in enumerate(rep["seeds"])]
-    rows += [("seed mean", rep["seed_mean"]), ("worst seed", rep["seed_worst"]), ("ensemble", rep["ensemble"])]
+    rows += [
+        ("seed mean", rep["seed_mean"]),
+        ("worst seed", rep["seed_worst"]),
+        ("ensemble", rep["ensemble"]),
+    ]
     for label, m in rows:
-        table.add_row(label, *[f"{r:.4f}" for r in m["recall"]], f"{m['macro_recall']:.4f}", f"{m['accuracy']:.4f}")
+        table.add_row(
+            label,
+            *[f"{r:.4f}" for r in m["recall"]],
+            f"{m['macro_recall']:.4f}",
+            f"{m['accuracy']:.4f}",
+        )
     console.print(table)

@@ -54,6 +54,7 @@ class RunResult:
     history: list[dict[str, float]] = field(default_factory=list)
     test_report: dict[str, Any] | None = None
     test_metrics: dict[str, float] = field(default_factory=dict)
+    test_probs: np.ndarray | None = None  # (seeds, beats, classes) of the best epoch
 
 
 Hook = Callable[[EpochResult], None]
@@ -68,7 +69,9 @@ def select_key(config: ml_collections.ConfigDict) -> str:
     return f"val/{config.train.select_metric}"
 
 
-def run_metadata(config: ml_collections.ConfigDict, splits: data_lib.Splits, ens: Ensemble) -> dict[str, Any]:
+def run_metadata(
+    config: ml_collections.ConfigDict, splits: data_lib.Splits, ens: Ensemble
+) -> dict[str, Any]:
     """What evaluation needs besides the config: class names, seeds, data provenance."""
     return {
         "class_names": list(config.data.class_names),
@@ -140,7 +143,9 @@ def run_training(
     try:
         for epoch in range(start_epoch, int(config.train.epochs) + 1):
             state, train_m = ens.train_epoch(state, epoch)
-            report = metrics_lib.ensemble_report(ens.predict(state, splits.val), splits.val.y, ens.num_classes)
+            report = metrics_lib.ensemble_report(
+                ens.predict(state, splits.val), splits.val.y, ens.num_classes
+            )
             flat = metrics_lib.flat_metrics(report, "val", names)
             lrs = np.asarray(get_hyperparams(state.opt_state)["learning_rate"])
             flat.update(_train_metrics(train_m, lrs))
@@ -180,8 +185,9 @@ def run_training(
     )
     if evaluate_test:
         best_state = best_host if best_host is not None else _restore_best(ens, run_dir, state)
+        out.test_probs = ens.predict(best_state, splits.test)
         out.test_report = metrics_lib.ensemble_report(
-            ens.predict(best_state, splits.test), splits.test.y, ens.num_classes
+            out.test_probs, splits.test.y, ens.num_classes
         )
         out.test_metrics = metrics_lib.flat_metrics(out.test_report, "test", names)
     return out
@@ -219,7 +225,10 @@ def _restore_best(ens: Ensemble, run_dir: Path, fallback: TrainState) -> TrainSt
 
 
 def _train_metrics(train_m: dict[str, np.ndarray], lrs: np.ndarray) -> dict[str, float]:
-    out = {"train/loss": float(train_m["loss"].mean()), "train/accuracy": float(train_m["accuracy"].mean())}
+    out = {
+        "train/loss": float(train_m["loss"].mean()),
+        "train/accuracy": float(train_m["accuracy"].mean()),
+    }
     for k, (loss, lr) in enumerate(zip(train_m["loss"], lrs.reshape(-1), strict=True)):
         out[f"train/seed{k}/loss"] = float(loss)
         out[f"train/seed{k}/learning_rate"] = float(lr)
@@ -227,7 +236,12 @@ def _train_metrics(train_m: dict[str, np.ndarray], lrs: np.ndarray) -> dict[str,
     return out
 
 
-def _plateau(config: ml_collections.ConfigDict, state: TrainState, flat: dict[str, float], progress: dict[str, Any]) -> TrainState:
+def _plateau(
+    config: ml_collections.ConfigDict,
+    state: TrainState,
+    flat: dict[str, float],
+    progress: dict[str, Any],
+) -> TrainState:
     """Reduce-on-plateau, per seed, as data: the learning rate array changes, nothing recompiles."""
     if config.optim.schedule != "plateau":
         return state

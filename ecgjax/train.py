@@ -8,8 +8,9 @@ each seed can see its own shuffled order without copying data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -74,7 +75,11 @@ def _gather(data: DeviceData, idx: Array) -> tuple[Array, Array, Array | None]:
 
 
 def train_step(
-    state: TrainState, idx: Int[Array, " batch"], data: DeviceData, class_weights: Array, fns: StepFns
+    state: TrainState,
+    idx: Int[Array, " batch"],
+    data: DeviceData,
+    class_weights: Array,
+    fns: StepFns,
 ) -> tuple[TrainState, dict[str, Array]]:
     """One optimizer step on the beats ``data[idx]``; returns the new state and the batch loss."""
     step_key = jax.random.fold_in(state.key, state.step)
@@ -102,7 +107,11 @@ def train_step(
 
 
 def scan_steps(
-    state: TrainState, idx: Int[Array, "k batch"], data: DeviceData, class_weights: Array, fns: StepFns
+    state: TrainState,
+    idx: Int[Array, "k batch"],
+    data: DeviceData,
+    class_weights: Array,
+    fns: StepFns,
 ) -> tuple[TrainState, dict[str, Array]]:
     """``k`` steps in one ``lax.scan`` (fewer dispatches; wins on GPUs, loses on XLA:CPU convs)."""
 
@@ -117,7 +126,7 @@ def predict_probs(
 ) -> Float[Array, "b c"]:
     """Class probabilities of one model in inference mode."""
     logits = model.apply({"params": params, "batch_stats": batch_stats}, x, ctx, train=False)
-    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    return jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1)
 
 
 def epoch_indices(

@@ -76,13 +76,21 @@ def test_member_k_of_vmapped_ensemble_equals_single_seed_run(model: str) -> None
         np.testing.assert_allclose(probs[k], single_ens.predict(single, beats(40, 5))[0], atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    ("strategy", "dispatch"), [("loop", "python"), ("loop", "scan"), ("sequential", "python"), ("vmap", "scan")]
-)
-def test_every_strategy_gives_the_same_numbers(strategy: str, dispatch: str) -> None:
+@pytest.fixture(scope="module")
+def vmap_reference():
     reference = small_config(norm="batch")
     reference.ensemble.strategy, reference.ensemble.dispatch = "vmap", "python"
-    _, ref_state = train(reference, [3, 4])
+    return train(reference, [3, 4])[1]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "dispatch"),
+    [("loop", "python"), ("loop", "scan"), ("sequential", "python"), ("vmap", "scan")],
+)
+def test_every_strategy_gives_the_same_numbers(
+    strategy: str, dispatch: str, vmap_reference
+) -> None:
+    ref_state = vmap_reference
     other = small_config(norm="batch")
     other.ensemble.strategy, other.ensemble.dispatch = strategy, dispatch
     ens, state = train(other, [3, 4])
@@ -90,7 +98,10 @@ def test_every_strategy_gives_the_same_numbers(strategy: str, dispatch: str) -> 
     for a, b in zip(params_of(ref_state), params_of(state), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
     np.testing.assert_allclose(
-        jax.tree.leaves(ref_state.batch_stats)[0], jax.tree.leaves(state.batch_stats)[0], rtol=2e-4, atol=2e-5
+        jax.tree.leaves(ref_state.batch_stats)[0],
+        jax.tree.leaves(state.batch_stats)[0],
+        rtol=2e-4,
+        atol=2e-5,
     )
 
 
@@ -115,8 +126,12 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert [h["val/macro_recall"] for h in resumed.history] == pytest.approx(
         [h["val/macro_recall"] for h in full.history]
     )
-    assert resumed.history[-1]["train/loss"] == pytest.approx(full.history[-1]["train/loss"], rel=1e-5)
-    assert resumed.test_metrics["test/macro_recall"] == pytest.approx(full.test_metrics["test/macro_recall"])
+    assert resumed.history[-1]["train/loss"] == pytest.approx(
+        full.history[-1]["train/loss"], rel=1e-5
+    )
+    assert resumed.test_metrics["test/macro_recall"] == pytest.approx(
+        full.test_metrics["test/macro_recall"]
+    )
 
 
 def test_checkpoint_restores_identical_state(tmp_path: Path) -> None:
@@ -147,7 +162,9 @@ def test_mismatched_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:
     other = small_config(name="transformer", hidden=8, num_heads=2)
     other.train.num_seeds = 2
     with pytest.raises(ckpt.CheckpointError):
-        ckpt.restore_dir(tmp_path / "run" / "latest", Ensemble(other, beats(), [0, 1]).abstract_state())
+        ckpt.restore_dir(
+            tmp_path / "run" / "latest", Ensemble(other, beats(), [0, 1]).abstract_state()
+        )
 
 
 def test_truncated_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:

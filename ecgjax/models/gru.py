@@ -1,0 +1,79 @@
+"""A recurrent model: strided conv stem, stacked (bidirectional) GRU, mean+last pooling.
+
+A GRU reads the beat in time order, the way a cardiologist follows P-QRS-T. Running it
+over 192 raw samples is slow on a CPU (a scan is sequential), so two stride-2 convs first
+turn the beat into 48 local-shape tokens; the recurrence then only models their order.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+from jaxtyping import Array, Float
+
+from ecgjax.models.common import ContextFusion, check_norm, make_norm
+
+
+class GRU(nn.Module):
+    """Conv stem (/4 in time), ``num_blocks`` GRU layers, [mean, last] -> Dense.
+
+    Attributes:
+        num_classes: output size.
+        hidden: conv channels and GRU state size (per direction).
+        num_blocks: stacked GRU layers.
+        kernel_size: stem conv kernel width.
+        dropout: rate between GRU layers and before the head.
+        norm: ``none`` | ``batch`` | ``layer`` in the conv stem.
+        bidirectional: also read the beat backwards (the padded tail comes first then).
+        rr_context: fuse ``context`` after pooling.
+    """
+
+    num_classes: int
+    hidden: int = 32
+    num_blocks: int = 1
+    kernel_size: int = 5
+    dropout: float = 0.0
+    norm: str = "none"
+    bidirectional: bool = True
+    rr_context: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> GRU:
+        check_norm(cfg.norm)
+        return cls(
+            num_classes=num_classes,
+            hidden=cfg.hidden,
+            num_blocks=cfg.num_blocks,
+            kernel_size=cfg.kernel_size,
+            dropout=cfg.dropout,
+            norm=cfg.norm,
+            rr_context=cfg.rr_context,
+        )
+
+    @nn.compact
+    def __call__(
+        self,
+        x: Float[Array, "batch 192 1"],
+        context: Float[Array, "batch f"] | None = None,
+        *,
+        train: bool,
+    ) -> Float[Array, "batch classes"]:
+        h = x
+        for _ in range(2):
+            h = nn.Conv(self.hidden, (self.kernel_size,), strides=(2,), padding="SAME")(h)
+            h = nn.relu(make_norm(self.norm, train)(h))
+        for i in range(self.num_blocks):
+            if i:
+                h = nn.Dropout(self.dropout, deterministic=not train)(h)
+            forward = nn.RNN(nn.GRUCell(self.hidden))
+            if self.bidirectional:
+                h = nn.Bidirectional(forward, nn.RNN(nn.GRUCell(self.hidden)))(h)
+            else:
+                h = forward(h)
+        # The forward direction's last state has read the whole beat; the mean keeps every
+        # step's evidence (the last state alone has just read the zero-padded tail).
+        h = jnp.concatenate([h.mean(axis=1), h[:, -1]], axis=-1)
+        h = ContextFusion(self.rr_context)(h, context)
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        return nn.Dense(self.num_classes)(h)

@@ -1,0 +1,58 @@
+"""Beat only vs beat + RR context, on the beat-level and the inter-patient split (issue 7).
+
+    uv run scripts/rr_study.py                                   # train all arms, then analyse
+    uv run scripts/rr_study.py --stage analyse --out report/rr_study   # re-analyse saved predictions
+    uv run scripts/rr_study.py --set train.epochs=1 --set train.steps_per_epoch=20   # quick look
+
+Trains 2 protocols x 2 arms x --seeds seeds (~40 minutes on a 2-core CPU, a minute on a GPU),
+saves the test predictions, and compares the arms with a paired bootstrap.
+"""
+
+import argparse
+import ast
+from pathlib import Path
+
+from ecgjax import paths
+from ecgjax.runtime import configure_jax
+
+
+def _value(text: str) -> object:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--stage", choices=("train", "analyse", "all"), default="all")
+    parser.add_argument("--out", type=Path, default=paths.report_dir() / "rr_study")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="config override for every arm",
+    )
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument(
+        "--journal", action="store_true", help="append the result to report/journal.md"
+    )
+    args = parser.parse_args()
+    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    configure_jax()
+    if args.stage in ("train", "all"):
+        from ecgjax.rr_study import train_arms
+
+        train_arms(args.out, seeds=args.seeds, overrides=overrides)
+    if args.stage in ("analyse", "all"):
+        from ecgjax.rr_analysis import analyse
+
+        analyse(args.out, n_boot=args.bootstrap, journal=args.journal)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""On-device augmentation: identity when off, bounded and padding-preserving when on."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ecgjax.augment import augment_batch, roll_each, support_mask
+from ecgjax.config import base_config
+from ecgjax.synthetic import make_beats
+
+
+def beats(n: int = 16) -> jnp.ndarray:
+    x, _ = make_beats(n)
+    return jnp.asarray(np.pad(x, ((0, 0), (0, 192 - x.shape[1]))))[:, :, None]
+
+
+def aug_cfg(**overrides):
+    cfg = base_config().augment
+    cfg.enabled = True
+    for k, v in overrides.items():
+        cfg[k] = v
+    return cfg
+
+
+def test_disabled_is_identity():
+    x = beats()
+    cfg = base_config().augment
+    cfg.enabled = False
+    assert augment_batch(jax.random.key(0), x, cfg) is x
+
+
+def test_shapes_finite_bounded_and_padding_kept():
+    x = beats()
+    cfg = aug_cfg(scale=0.1, shift=0.05, noise=0.0, time_shift=0)
+    out = jax.jit(lambda k, x: augment_batch(k, x, cfg))(jax.random.key(0), x)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert bool(jnp.isfinite(out).all())
+    # |scale*x + shift - x| <= 0.1*|x| + 0.05 with x in [0, 1].
+    assert float(jnp.abs(out - x).max()) <= 0.15 + 1e-6
+    mask = support_mask(x)
+    assert float(jnp.abs(out * (1 - mask)).max()) == 0.0  # tail stays exactly zero
+    assert not np.allclose(out, x)
+
+
+def test_time_shift_rolls_each_beat_within_bound():
+    x = beats(8)
+    cfg = aug_cfg(scale=0.0, shift=0.0, noise=0.0, time_shift=3)
+    out = augment_batch(jax.random.key(1), x, cfg)
+    for i in range(x.shape[0]):
+        matches = [s for s in range(-3, 4) if np.allclose(out[i], jnp.roll(x[i], s, axis=0))]
+        assert matches, f"beat {i} is not a roll of at most 3 samples"
+    assert bool(jnp.isfinite(out).all())
+
+
+def test_noise_statistics_and_vmap():
+    x = beats(64)
+    cfg = aug_cfg(scale=0.0, shift=0.0, noise=0.01, time_shift=0)
+    out = augment_batch(jax.random.key(2), x, cfg)
+    mask = np.asarray(support_mask(x)).astype(bool)
+    diff = np.asarray(out - x)[mask]
+    assert abs(diff.std() - 0.01) < 0.002
+    keys = jax.random.split(jax.random.key(3), 2)
+    both = jax.vmap(lambda k: augment_batch(k, x, cfg))(keys)
+    assert both.shape == (2, *x.shape)
+
+
+def test_support_mask_ignores_interior_zeros():
+    x = jnp.array([[1.0, 0.0, 0.5, 0.0, 0.0]])[:, :, None]
+    np.testing.assert_array_equal(support_mask(x)[0, :, 0], [1, 1, 1, 0, 0])
+    rolled = roll_each(jnp.arange(5.0)[None, :, None], jnp.array([2]))
+    np.testing.assert_array_equal(rolled[0, :, 0], [3, 4, 0, 1, 2])

@@ -1,0 +1,113 @@
+"""Metrics against scikit-learn on hand-made cases, absent classes included."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from ecgjax.metrics import classification_metrics, confusion_matrix, ensemble_report, flat_metrics
+
+C = 5
+NAMES = ("N", "S", "V", "F", "Q")
+# Class 4 (Q) never occurs in y_true but is predicted once; class 3 (F) is never predicted.
+Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 0])
+Y_PRED = np.array([0, 0, 1, 0, 1, 0, 2, 2, 4, 2, 0, 0])
+
+
+def test_confusion_matches_sklearn():
+    np.testing.assert_array_equal(
+        confusion_matrix(Y_TRUE, Y_PRED, C), skm.confusion_matrix(Y_TRUE, Y_PRED, labels=range(C))
+    )
+    assert confusion_matrix(Y_TRUE, Y_PRED, C).dtype == np.int64
+
+
+def test_classification_metrics_match_sklearn():
+    m = classification_metrics(Y_TRUE, Y_PRED, C)
+    present = [0, 1, 2, 3]
+    kw = {"labels": present, "average": "macro", "zero_division": 0}
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(Y_TRUE, Y_PRED))
+    with pytest.warns(UserWarning):  # sklearn warns about the predicted-only class
+        bal = skm.balanced_accuracy_score(Y_TRUE, Y_PRED)
+    assert m["balanced_accuracy"] == pytest.approx(bal)
+    assert m["macro_recall"] == pytest.approx(skm.recall_score(Y_TRUE, Y_PRED, **kw))
+    assert m["macro_recall"] == m["balanced_accuracy"]
+    assert m["macro_precision"] == pytest.approx(skm.precision_score(Y_TRUE, Y_PRED, **kw))
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(Y_TRUE, Y_PRED, **kw))
+    per = {"labels": list(range(C)), "average": None, "zero_division": 0}
+    np.testing.assert_allclose(m["recall"], skm.recall_score(Y_TRUE, Y_PRED, **per))
+    np.testing.assert_allclose(m["precision"], skm.precision_score(Y_TRUE, Y_PRED, **per))
+    np.testing.assert_allclose(m["f1"], skm.f1_score(Y_TRUE, Y_PRED, **per))
+    assert m["support"] == [5, 2, 3, 2, 0]
+    assert m["precision"][3] == 0.0  # never predicted
+    assert m["recall"][4] == 0.0  # absent: reported 0, excluded from the means
+
+
+def test_perfect_and_bad_inputs():
+    y = np.array([0, 1, 2, 2])
+    m = classification_metrics(y, y, 3)
+    assert m["accuracy"] == m["macro_recall"] == m["macro_f1"] == 1.0
+    with pytest.raises(ValueError, match="outside"):
+        classification_metrics(np.array([0, 3]), np.array([0, 1]), 3)
+    with pytest.raises(ValueError, match="no examples"):
+        classification_metrics(np.array([], int), np.array([], int), 3)
+    with pytest.raises(ValueError, match="shape"):
+        confusion_matrix(np.array([0, 1]), np.array([0]), 3)
+
+
+def probs_from(pred: np.ndarray, confidence: float = 0.9) -> np.ndarray:
+    p = np.full((pred.size, C), (1 - confidence) / (C - 1))
+    p[np.arange(pred.size), pred] = confidence
+    return p
+
+
+def test_ensemble_of_identical_seeds_equals_single_seed():
+    single = classification_metrics(Y_TRUE, Y_PRED, C)
+    probs = np.stack([probs_from(Y_PRED)] * 3)
+    report = ensemble_report(probs, Y_TRUE, C)
+    assert report["ensemble"] == single
+    assert all(s == single for s in report["seeds"])
+    for key in ("macro_recall", "accuracy", "macro_f1"):
+        assert report["seed_mean"][key] == pytest.approx(single[key])
+        assert report["seed_worst"][key] == pytest.approx(single[key])
+        assert report["seed_std"][key] == pytest.approx(0.0)
+    np.testing.assert_allclose(report["seed_mean"]["recall"], single["recall"])
+
+
+def test_ensemble_mean_worst_and_vote():
+    other = Y_TRUE.copy()  # a perfect second seed
+    probs = np.stack([probs_from(Y_PRED, 0.6), probs_from(other, 0.9)])
+    report = ensemble_report(probs, Y_TRUE, C)
+    a = classification_metrics(Y_TRUE, Y_PRED, C)
+    assert report["seed_mean"]["macro_recall"] == pytest.approx((a["macro_recall"] + 1) / 2)
+    assert report["seed_worst"]["macro_recall"] == pytest.approx(a["macro_recall"])
+    assert report["seed_worst"]["recall"] == pytest.approx(a["recall"])
+    assert report["ensemble"]["accuracy"] == 1.0  # the confident member wins every vote
+
+
+def test_flat_metrics_keys_and_values():
+    probs = np.stack([probs_from(Y_PRED), probs_from(Y_TRUE)])
+    flat = flat_metrics(ensemble_report(probs, Y_TRUE, C), "val", NAMES)
+    for key in (
+        "val/macro_recall",
+        "val/worst/macro_recall",
+        "val/std/macro_recall",
+        "val/ensemble/macro_recall",
+        "val/seed1/macro_recall",
+        "val/accuracy",
+        "val/worst/balanced_accuracy",
+        "val/ensemble/macro_f1",
+        "val/recall_S",
+        "val/worst/recall_S",
+        "val/ensemble/recall_S",
+        "val/seed0/recall_Q",
+        "val/precision_F",
+    ):
+        assert key in flat
+    assert all(isinstance(v, float) and math.isfinite(v) for v in flat.values())
+    assert flat["val/seed1/macro_recall"] == 1.0
+    assert flat["val/recall_Q"] == 0.0
+    with pytest.raises(ValueError, match="class names"):
+        flat_metrics(ensemble_report(probs, Y_TRUE, C), "val", NAMES[:3])

@@ -1,0 +1,135 @@
+"""Model registry, shapes, train/eval paths, R-R context and pinned parameter counts."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ecgjax.config import base_config
+from ecgjax.models import create_model, model_names
+
+NUM_CLASSES = 5
+BATCH = 3
+CONTEXT_DIM = 4
+
+
+def model_cfg(name: str, **overrides):
+    cfg = base_config().model
+    cfg.name = name
+    for k, v in overrides.items():
+        cfg[k] = v
+    return cfg
+
+
+def param_count(cfg, num_classes: int = NUM_CLASSES) -> int:
+    model = create_model(cfg, num_classes)
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((2, 192, 1)), train=False)
+    )
+    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
+
+
+def test_registry_lists_all_models():
+    assert set(model_names()) == {"cnn2d", "transformer", "kachuee", "resnet1d", "gru", "inception"}
+
+
+def test_unknown_model_raises_with_names():
+    with pytest.raises(ValueError, match="cnn2d"):
+        create_model(model_cfg("nope"), NUM_CLASSES)
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "expected"),
+    [
+        ("cnn2d", {"hidden": 16, "num_blocks": 1}, 19_509),
+        ("cnn2d", {"hidden": 32, "num_blocks": 2}, 95_909),
+        ("cnn2d", {"hidden": 64, "num_blocks": 3}, 456_133),
+        ("transformer", {"hidden": 16, "num_heads": 4, "num_blocks": 1}, 1_845),
+        ("transformer", {"hidden": 32, "num_heads": 4, "num_blocks": 2}, 13_221),
+        ("transformer", {"hidden": 64, "num_heads": 8, "num_blocks": 3}, 76_229),
+    ],
+)
+def test_reference_parameter_counts_match_pytorch(name, overrides, expected):
+    assert param_count(model_cfg(name, norm="none", pool="flatten", **overrides)) == expected
+
+
+def test_transformer_heads_must_divide_hidden():
+    with pytest.raises(ValueError, match="divisible"):
+        create_model(model_cfg("transformer", hidden=10, num_heads=4), NUM_CLASSES)
+
+
+def test_bad_norm_and_pool_raise():
+    with pytest.raises(ValueError, match=r"model\.norm"):
+        create_model(model_cfg("resnet1d", norm="group"), NUM_CLASSES)
+    with pytest.raises(ValueError, match=r"model\.pool"):
+        create_model(model_cfg("cnn2d", pool="max"), NUM_CLASSES)
+
+
+def tiny(name: str, **overrides):
+    base = {"hidden": 8, "num_blocks": 1, "num_heads": 2, "kernel_size": 3, "se_ratio": 2}
+    return model_cfg(name, **{**base, **overrides})
+
+
+@pytest.mark.parametrize("rr_context", [False, True])
+@pytest.mark.parametrize(
+    "name", ["cnn2d", "transformer", "kachuee", "resnet1d", "gru", "inception"]
+)
+def test_forward_train_and_eval(name, rr_context):
+    # Batch norm with context, layer norm without: both paths get covered per model.
+    norm = "batch" if rr_context else "layer"
+    cfg = tiny(name, dropout=0.5, norm=norm, rr_context=rr_context, pool="global")
+    model = create_model(cfg, NUM_CLASSES)
+    x = jax.random.uniform(jax.random.key(1), (BATCH, 192, 1))
+    context = jnp.ones((BATCH, CONTEXT_DIM)) if rr_context else None
+    variables = model.init(jax.random.key(0), x, context, train=False)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
+
+    @jax.jit
+    def train_fwd(variables, x, context, key):
+        mutable = ["batch_stats"] if "batch_stats" in variables else []
+        return model.apply(
+            variables, x, context, train=True, rngs={"dropout": key}, mutable=mutable
+        )
+
+    logits, updates = train_fwd(variables, x, context, jax.random.key(2))
+    assert logits.shape == (BATCH, NUM_CLASSES)
+    assert bool(jnp.isfinite(logits).all())
+    if "batch_stats" in variables:
+        assert "batch_stats" in updates
+        variables = {**variables, **updates}
+
+    evaluate = jax.jit(lambda v, x, c: model.apply(v, x, c, train=False))
+    out = evaluate(variables, x, context)
+    assert out.shape == (BATCH, NUM_CLASSES)
+    assert bool(jnp.isfinite(out).all())
+    # Eval is deterministic (no dropout, running statistics).
+    np.testing.assert_allclose(out, evaluate(variables, x, context), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name", ["cnn2d", "transformer", "kachuee", "resnet1d", "gru", "inception"]
+)
+def test_missing_context_raises(name):
+    model = create_model(tiny(name, rr_context=True), NUM_CLASSES)
+    with pytest.raises(ValueError, match="rr_context"):
+        jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, 192, 1)), train=False))
+
+
+def test_context_ignored_when_off():
+    model = create_model(tiny("cnn2d"), NUM_CLASSES)
+    x = jnp.ones((2, 192, 1))
+    v = model.init(jax.random.key(0), x, train=False)
+    np.testing.assert_allclose(
+        model.apply(v, x, jnp.ones((2, 3)), train=False), model.apply(v, x, train=False)
+    )
+
+
+def test_context_changes_output_when_on():
+    model = create_model(tiny("resnet1d", norm="none", rr_context=True), NUM_CLASSES)
+    x = jnp.ones((2, 192, 1))
+    v = model.init(jax.random.key(0), x, jnp.zeros((2, 3)), train=False)
+    a = model.apply(v, x, jnp.zeros((2, 3)), train=False)
+    b = model.apply(v, x, jnp.ones((2, 3)), train=False)
+    assert not np.allclose(a, b)
