@@ -62,6 +62,8 @@ def train_run(
         m = result.metrics
         status = f"{key}={m[key]:.4f} worst={m[key.replace('val/', 'val/worst/')]:.4f} loss={m['train/loss']:.4f}"
         bar.update(task, completed=result.epoch, status=status + (" *" if result.is_best else ""))
+        if not console.is_terminal:  # logs and pipes get one line per epoch instead of a live bar
+            console.print(f"epoch {result.epoch}/{config.train.epochs}: {status}")
 
     start = time.time()
     status = "FAILED"

@@ -80,7 +80,8 @@ def train_arms(
             }
             m = result.test_report["seed_mean"]
             log(f"{key}: {wall:.0f} s; test recall per class {np.round(m['recall'], 3).tolist()}")
-    np.savez_compressed(out_dir / "predictions.npz", **arrays)
+    save: Any = np.savez_compressed  # numpy stubs mistype **arrays as allow_pickle
+    save(out_dir / "predictions.npz", **arrays)
     target = out_dir / "arms.json"
     target.write_text(json.dumps(arms, indent=2, default=float))
     return target

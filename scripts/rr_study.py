@@ -47,11 +47,21 @@ def main() -> None:
     if args.stage in ("train", "all"):
         from ecgjax.rr_study import train_arms
 
+        if args.journal:
+            from ecgjax import journal
+
+            journal.add_hypothesis(
+                "rr_study",
+                args.hypothesis,
+                "configs/resnet1d.py, configs/interpatient_resnet1d.py",
+                {"seeds": str(args.seeds), "overrides": str(overrides)},
+            )
+
         train_arms(args.out, seeds=args.seeds, overrides=overrides)
     if args.stage in ("analyse", "all"):
         from ecgjax.rr_analysis import analyse
 
-        analyse(args.out, n_boot=args.bootstrap, journal=args.journal)
+        analyse(args.out, n_boot=args.bootstrap, journal_entry=args.journal)
 
 
 if __name__ == "__main__":

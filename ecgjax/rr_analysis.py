@@ -1,0 +1,139 @@
+"""Analysis of the rhythm-context experiment: tables, paired bootstrap, figure, journal entry.
+
+Reads what :func:`ecgjax.rr_study.train_arms` saved (``arms.json``, ``predictions.npz``),
+so it can run on another machine than the training. The claim tested on each protocol:
+beat+RR raises S recall (ensemble predictions, 95% bootstrap CI of the difference) without
+costing more than 0.05 of V recall.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from ecgjax import journal
+from ecgjax.compare import paired_bootstrap
+from ecgjax.metrics import classification_metrics
+
+console = Console()
+CLAIMS = ("recall_S", "recall_V", "macro_recall", "precision_S")
+
+
+def analyse(out_dir: Path, *, n_boot: int = 2000, journal_entry: bool = False) -> dict[str, Any]:
+    """Compare the arms of every protocol; write ``analysis.json``, ``analysis.md`` and a PNG."""
+    arms = json.loads((out_dir / "arms.json").read_text())
+    preds = np.load(out_dir / "predictions.npz")
+    protocols = sorted({a["protocol"] for a in arms.values()})
+    result: dict[str, Any] = {"protocols": {}}
+    lines = [
+        "| protocol | arm | seeds | N rec | S rec | V rec | F rec | S prec | V prec | macro rec | acc |",
+        "|" + "---|" * 11,
+    ]
+    for protocol in protocols:
+        beat, rr = arms[f"{protocol}/beat"], arms[f"{protocol}/beat+rr"]
+        names = beat["class_names"]
+        y = preds[f"{protocol}/y"]
+        ens = {
+            arm: np.asarray(preds[f"{protocol}/{arm}/probs"], np.float32).mean(axis=0).argmax(-1)
+            for arm in ("beat", "beat+rr")
+        }
+        tests = {
+            m: paired_bootstrap(
+                y, ens["beat+rr"], ens["beat"], names, m, n_boot, labels=("beat+rr", "beat")
+            ).__dict__
+            for m in CLAIMS
+        }
+        s, v = tests["recall_S"], tests["recall_V"]
+        verdict = bool(s["diff"] >= 0.2 and s["ci_low"] > 0 and v["diff"] >= -0.05)
+        result["protocols"][protocol] = {"bootstrap": tests, "claim_holds": verdict}
+        for arm, info in (("beat", beat), ("beat+rr", rr)):
+            m = classification_metrics(y, ens[arm], len(names))
+            mean, std = info["seed_mean"], info["seed_std"]
+            cells = [f"{mean['recall'][c]:.3f}±{std['recall'][c]:.3f}" for c in range(4)]
+            cells += [f"{mean['precision'][1]:.3f}", f"{mean['precision'][2]:.3f}"]
+            lines.append(
+                f"| {protocol} | {arm} | {info['config']['train']['num_seeds']} | "
+                + " | ".join(cells)
+                + f" | {mean['macro_recall']:.3f} | {mean['accuracy']:.3f} |"
+            )
+            result["protocols"][protocol][arm] = {"seed_mean": mean, "seed_std": std, "ensemble": m}
+    boot_lines = [
+        "",
+        "| protocol | metric | beat | beat+rr | diff | 95% CI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for protocol, res in result["protocols"].items():
+        for m, t in res["bootstrap"].items():
+            boot_lines.append(
+                f"| {protocol} | {m} (ensemble) | {t['value_b']:.3f} | {t['value_a']:.3f} | {t['diff']:+.3f} | [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}] |"
+            )
+    text = "\n".join(lines + boot_lines) + "\n"
+    (out_dir / "analysis.md").write_text(text)
+    (out_dir / "analysis.json").write_text(json.dumps(result, indent=2, default=float))
+    _figure(result, out_dir / "rr_recall.png")
+    _print(result)
+    if journal_entry:
+        _journal(result, out_dir)
+    return result
+
+
+def _figure(result: dict[str, Any], path: Path) -> None:
+    protocols = list(result["protocols"])
+    fig, axes = plt.subplots(1, len(protocols), figsize=(5 * len(protocols), 3.2), squeeze=False)
+    for ax, protocol in zip(axes[0], protocols, strict=True):
+        res = result["protocols"][protocol]
+        x = np.arange(4)
+        for k, arm in enumerate(("beat", "beat+rr")):
+            mean, std = res[arm]["seed_mean"], res[arm]["seed_std"]
+            ax.bar(
+                x + 0.38 * k, mean["recall"][:4], 0.38, yerr=std["recall"][:4], label=arm, capsize=3
+            )
+        ax.set_xticks(x + 0.19, ["N", "S", "V", "F"])
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{protocol}: test recall (seed mean ± std)", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _print(result: dict[str, Any]) -> None:
+    table = Table(title="beat+rr minus beat (ensemble predictions, paired bootstrap)")
+    for col in ("protocol", "metric", "beat", "beat+rr", "diff", "95% CI"):
+        table.add_column(col, no_wrap=True)
+    for protocol, res in result["protocols"].items():
+        for m, t in res["bootstrap"].items():
+            table.add_row(
+                protocol,
+                m,
+                f"{t['value_b']:.3f}",
+                f"{t['value_a']:.3f}",
+                f"{t['diff']:+.3f}",
+                f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]",
+            )
+    console.print(table)
+    for protocol, res in result["protocols"].items():
+        console.print(
+            f"{protocol}: S recall +>=0.2 with CI > 0 and V recall loss <= 0.05: {res['claim_holds']}"
+        )
+
+
+def _journal(result: dict[str, Any], out_dir: Path) -> None:
+    lines = [f"Experiment folder: {out_dir}"]
+    for protocol, res in result["protocols"].items():
+        s, v = res["bootstrap"]["recall_S"], res["bootstrap"]["recall_V"]
+        lines.append(
+            f"{protocol}: S recall {s['value_b']:.3f} -> {s['value_a']:.3f} ({s['diff']:+.3f}, 95% CI "
+            f"[{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]); V recall {v['value_b']:.3f} -> {v['value_a']:.3f}; "
+            f"claim holds: {res['claim_holds']}"
+        )
+    journal.add_result("rr_study", lines)
