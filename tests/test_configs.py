@@ -1,0 +1,55 @@
+"""Every training config's :smoke variant runs end to end (MLflow, Orbax, figures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ecgjax import paths
+from ecgjax.config import load_config_file
+from ecgjax.experiment import train_run
+
+CONFIGS = sorted(p.name for p in (paths.PROJECT_ROOT / "configs").glob("*.py"))
+TRAIN_CONFIGS = [
+    "default_cnn.py:smoke",
+    "default_transformer.py:smoke",
+    "resnet1d.py:smoke",
+    "interpatient_resnet1d.py:smoke",
+    "interpatient_resnet1d.py:rr,smoke",
+]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_file_loads_with_smoke_variant(name: str) -> None:
+    config = load_config_file(paths.PROJECT_ROOT / "configs" / f"{name}:smoke")
+    # Smoke means seconds: a few hundred beats and a handful of steps.
+    assert 0 < config.data.max_train <= 2000
+    assert 0 < config.train.steps_per_epoch <= 20
+    assert load_config_file(paths.PROJECT_ROOT / "configs" / name).name
+
+
+def test_unknown_variant_is_rejected() -> None:
+    with pytest.raises(ValueError, match="variant"):
+        load_config_file(paths.PROJECT_ROOT / "configs" / "default_cnn.py:huge")
+
+
+@pytest.mark.parametrize("name", TRAIN_CONFIGS)
+def test_smoke_training_run(name: str, project: Path) -> None:
+    config = load_config_file(paths.PROJECT_ROOT / "configs" / name)
+    result = train_run(config, run_name="smoke", progress=False)
+    run_dir = project / "checkpoints" / "smoke"
+    assert result.epochs_run == config.train.epochs
+    assert (run_dir / "config.json").is_file() and (run_dir / "meta.json").is_file()
+    assert any((run_dir / "best").iterdir()) and any((run_dir / "latest").iterdir())
+    assert (run_dir / "curves.png").is_file() and (run_dir / "confusion_test.png").is_file()
+    assert 0.0 <= result.test_metrics["test/macro_recall"] <= 1.0
+    client = MlflowClient(paths.mlflow_uri())
+    runs = client.search_runs([client.get_experiment_by_name("ecgjax-train").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    history = client.get_metric_history(runs[0].info.run_id, "val/recall_S")
+    assert [m.step for m in history] == list(range(1, config.train.epochs + 1))
+    assert runs[0].data.params["model.name"] == config.model.name
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id, "figures")}
+    assert artifacts == {"figures/curves.png", "figures/confusion_test.png"}
