@@ -56,7 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return c
 
 
-def get_search_space(tune):  # noqa: ANN001, ANN201 - `tune` is ray.tune, passed in by the tuner
+def get_search_space(tune):
     return {
         "model.rr_context": tune.choice([False, True]),
         "optim.learning_rate": tune.loguniform(5e-4, 5e-3),

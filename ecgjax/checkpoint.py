@@ -57,9 +57,13 @@ class RunCheckpointer:
         self.latest = _manager(self.run_dir / "latest", async_save=async_save)
         self.best = _manager(self.run_dir / "best", async_save=async_save)
 
-    def save(self, epoch: int, state: TrainState, progress: dict[str, Any], *, is_best: bool) -> None:
+    def save(
+        self, epoch: int, state: TrainState, progress: dict[str, Any], *, is_best: bool
+    ) -> None:
         """Save ``state`` as the latest (and as the best when ``is_best``) for ``epoch``."""
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress))
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)
+        )
         self.latest.save(epoch, args=args, force=True)
         if is_best:
             self.best.save(epoch, args=args, force=True)
@@ -107,7 +111,7 @@ def _restore(
 
 def restore_dir(directory: Path, abstract_state: Any) -> tuple[TrainState, dict[str, Any]]:
     """Restore the newest step under a ``latest/`` or ``best/`` folder (read-only)."""
-    directory = Path(directory)
+    directory = Path(directory).resolve()  # Orbax rejects relative paths
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: checkpoint folder not found")
     options = ocp.CheckpointManagerOptions(read_only=True, create=False)
@@ -121,7 +125,9 @@ def save_dir(directory: Path, state: TrainState, progress: dict[str, Any]) -> No
     with _manager(Path(directory), async_save=False) as mgr:
         mgr.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)
+            ),
             force=True,
         )
 

@@ -27,7 +27,11 @@ def git_commit() -> str:
     """The project's current commit (or ``unknown`` outside a git checkout)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=paths.PROJECT_ROOT, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"],
+            cwd=paths.PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
@@ -45,16 +49,22 @@ class Tracker:
         if found is None:
             artifacts = paths.mlflow_artifacts_dir()
             artifacts.mkdir(parents=True, exist_ok=True)
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts.as_uri())
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=artifacts.as_uri()
+            )
         else:
             self.experiment_id = found.experiment_id
 
-    def start_run(self, name: str, *, parent_id: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
+    def start_run(
+        self, name: str, *, parent_id: str | None = None, tags: Mapping[str, Any] | None = None
+    ) -> str:
         """Create a run (a child when ``parent_id`` is given) and return its id."""
         all_tags = {"mlflow.source.git.commit": git_commit(), **(tags or {})}
         if parent_id is not None:
             all_tags["mlflow.parentRunId"] = parent_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()})
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
+        )
         return run.info.run_id
 
     def find_run(self, tag: str, value: str) -> str | None:
@@ -66,9 +76,7 @@ class Tracker:
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         existing = self.client.get_run(run_id).data.params
-        items = [
-            Param(k, str(v)[:_MAX_PARAM]) for k, v in params.items() if k not in existing
-        ]
+        items = [Param(k, str(v)[:_MAX_PARAM]) for k, v in params.items() if k not in existing]
         for start in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[start : start + 100], synchronous=True)
 

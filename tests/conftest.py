@@ -11,12 +11,21 @@ from ecgjax import data as data_lib
 from ecgjax.synthetic import make_records
 
 
-def write_synthetic_split(path: Path, num_records: int, beats_per_record: int, seed: int, num_classes: int = 5) -> None:
+def write_synthetic_split(
+    path: Path, num_records: int, beats_per_record: int, seed: int, num_classes: int = 5
+) -> None:
     """A parquet in the prepared layout (features, target, record, sample, symbol)."""
     x, y, record, sample = make_records(num_records, beats_per_record, num_classes, seed)
     symbol = np.array(["N"] * len(y), dtype=object)
-    beats = data_lib.BeatData(x=x, y=y.astype(np.int32), num_classes=num_classes, source=str(path),
-                              record=record, sample=sample, symbol=symbol)
+    beats = data_lib.BeatData(
+        x=x,
+        y=y.astype(np.int32),
+        num_classes=num_classes,
+        source=str(path),
+        record=record,
+        sample=sample,
+        symbol=symbol,
+    )
     data_lib.write_parquet(path, beats)
 
 

@@ -1,0 +1,89 @@
+"""Compare runs, trials or sweeps (their best trial) on one test file.
+
+    uv run scripts/compare.py checkpoints/run_a checkpoints/run_b
+    uv run scripts/compare.py <sweep_id> <other_sweep_id> --data data/mitbih_ds2.parq
+    uv run scripts/compare.py run_a run_b --metric recall_S --resamples 2000
+
+Prints mean +- std over seeds, worst seed and ensemble per run, and a paired bootstrap of the
+first run against each other one ("A better than B" with a 95% interval). Writes
+``report/compare/<name>.json`` and ``.png``.
+"""
+
+import logging
+
+from absl import app, flags
+from absl import logging as absl_logging
+from rich.console import Console
+from rich.table import Table
+
+from ecgjax import compare
+from ecgjax.checkpoint import CheckpointError
+from ecgjax.data import DataError
+from ecgjax.runtime import configure_jax
+
+_DATA = flags.DEFINE_string("data", None, "Parquet test file; default: the first run's test split.")
+_METRIC = flags.DEFINE_string(
+    "metric", "macro_recall", "macro_recall, macro_f1, accuracy, recall_S, ..."
+)
+_RESAMPLES = flags.DEFINE_integer("resamples", 2000, "Bootstrap resamples.")
+_NAME = flags.DEFINE_string("name", None, "Output name under report/compare/.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 3:
+        raise app.UsageError("give two or more checkpoint folders, sweep ids or MLflow run ids")
+    configure_jax()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns on every read-only restore
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        result = compare.compare(
+            argv[1:],
+            data_path=_DATA.value,
+            metric=_METRIC.value,
+            resamples=_RESAMPLES.value,
+            name=_NAME.value,
+        )
+    except (CheckpointError, DataError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    console = Console(width=160)
+    metrics = list(result["runs"][0]["summary"])
+    table = Table(title=f"test: {result['data']['file']} (n={result['data']['n']})")
+    table.add_column("metric")
+    for run in result["runs"]:
+        for view in ("seeds mean+-std", "worst", "ensemble"):
+            table.add_column(f"{run['label']}\n{view}", justify="right")
+    for m in metrics:
+        cells = []
+        for run in result["runs"]:
+            v = run["summary"][m]
+            cells += [
+                f"{v['mean']:.4f}+-{v['std']:.4f}",
+                f"{v['worst']:.4f}",
+                f"{v['ensemble']:.4f}",
+            ]
+        table.add_row(m, *cells)
+    console.print(table)
+    boot = Table(
+        title=f"paired bootstrap on the ensembles' test predictions ({_RESAMPLES.value} resamples)"
+    )
+    for col in ("A", "B", "metric", "A", "B", "A - B", "95% CI", "P(A<=B)", "verdict"):
+        boot.add_column(col, justify="right")
+    for b in result["bootstrap"]:
+        verdict = "clear difference" if b["clear"] else "no clear difference"
+        boot.add_row(
+            b["a"],
+            b["b"],
+            b["metric"],
+            f"{b['value_a']:.4f}",
+            f"{b['value_b']:.4f}",
+            f"{b['diff']:+.4f}",
+            f"[{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]",
+            f"{b['p_not_better']:.3f}",
+            verdict,
+        )
+    console.print(boot)
+    console.print(f"wrote {result['json']} and {result['figure']}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,115 @@
+"""Evaluate a saved ensemble (run, trial, sweep best or MLflow run id) on a test file.
+
+    uv run scripts/evaluate.py checkpoints/<run>
+    uv run scripts/evaluate.py checkpoints/<run> --data data/mitbih_ds2.parq --target_recall 0.9
+    uv run scripts/evaluate.py --run_id <mlflow run id>
+
+Writes ``<run>/evaluation/<name>.json`` and PNGs, and logs them to the run's MLflow entry.
+"""
+
+import logging
+from typing import Any
+
+from absl import app, flags
+from absl import logging as absl_logging
+from rich.console import Console
+from rich.table import Table
+
+from ecgjax import evaluate
+from ecgjax.checkpoint import CheckpointError
+from ecgjax.data import DataError
+from ecgjax.runtime import configure_jax
+
+_RUN_ID = flags.DEFINE_string("run_id", None, "MLflow run id instead of a checkpoint folder.")
+_DATA = flags.DEFINE_string("data", None, "Parquet test file; default: the config's test split.")
+_TARGET = flags.DEFINE_float("target_recall", 0.9, "Recall to reach on validation for S, V, F, Q.")
+_NAME = flags.DEFINE_string("name", None, "Name of the evaluation (default: the data file's stem).")
+_NO_MLFLOW = flags.DEFINE_bool("no_mlflow", False, "Do not log to MLflow.")
+
+_SCALARS = ("macro_recall", "macro_f1", "balanced_accuracy", "accuracy")
+
+
+def recall_table(report: dict[str, Any]) -> Table:
+    """Per-class recall and the scalar metrics for every seed, their mean/worst and the ensemble."""
+    names, rep = report["class_names"], report["metrics"]
+    where = f"{report['label']} ({report['which']}, epoch {report['epoch']})"
+    t = Table(title=f"{where} on {report['data']['file']}")
+    for col in ["", *names, "macro rec.", "macro F1", "bal. acc.", "accuracy"]:
+        t.add_column(col, justify="right" if col else "left")
+    rows = [(f"seed {s}", m) for s, m in zip(report["seeds"], rep["seeds"], strict=True)]
+    rows += [("seed mean", rep["seed_mean"]), ("seed std", rep["seed_std"])]
+    rows += [("worst seed", rep["seed_worst"]), ("ensemble", rep["ensemble"])]
+    for label, m in rows:
+        cells = [f"{v:.4f}" for v in m["recall"]] + [f"{m[k]:.4f}" for k in _SCALARS]
+        t.add_row(label, *cells, end_section=label == "seed std")
+    return t
+
+
+def operating_table(report: dict[str, Any]) -> Table:
+    """Argmax vs recall-first on the test file: what the recall target costs in precision."""
+    point, names = report["operating_point"], report["class_names"]
+    op, a, r = point["operating_point"], point["argmax"], point["recall_first"]
+    t = Table(
+        title=f"test: argmax vs recall-first (weights fitted on val for recall >= "
+        f"{op['target_recall']:.2f})"
+    )
+    cols = [
+        "class",
+        "weight",
+        "val recall",
+        "recall argmax",
+        "recall first",
+        "prec. argmax",
+        "prec. first",
+    ]
+    for col in cols:
+        t.add_column(col, justify="right")
+    fitted = dict(zip(op["classes"], op["fitted_recall"], strict=True))
+    target = dict(zip(op["classes"], op["targets"], strict=True))
+    for c, n in enumerate(names):
+        values = (a["recall"][c], r["recall"][c], a["precision"][c], r["precision"][c])
+        val = f"{fitted[c]:.4f}" if c in fitted else "-"
+        if c in target and target[c] < op["target_recall"]:
+            val += f" (relaxed to {target[c]:.3f})"
+        t.add_row(n, f"{op['weights'][c]:.3g}", val, *(f"{x:.4f}" for x in values))
+    macro = (a["macro_recall"], r["macro_recall"], a["macro_precision"], r["macro_precision"])
+    t.add_row("macro", "", "", *(f"{x:.4f}" for x in macro))
+    return t
+
+
+def main(argv: list[str]) -> None:
+    if (len(argv) == 2) == (_RUN_ID.value is not None):
+        raise app.UsageError("give exactly one checkpoint folder or --run_id")
+    configure_jax()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns on every read-only restore
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        loaded = evaluate.load_ensemble(argv[1] if len(argv) == 2 else str(_RUN_ID.value))
+        test, val = evaluate.load_data(loaded, _DATA.value)
+        name = _NAME.value or evaluate.default_name(loaded, _DATA.value)
+        report = evaluate.evaluate(
+            loaded,
+            test,
+            name=name,
+            val=val,
+            target_recall=_TARGET.value,
+            log_mlflow=not _NO_MLFLOW.value,
+        )
+    except (CheckpointError, DataError) as err:
+        raise SystemExit(f"error: {err}") from None
+    console = Console(width=150)
+    console.print(recall_table(report))
+    if report["operating_point"] is not None:
+        console.print(operating_table(report))
+    else:
+        console.print("no operating point: the config's training file (validation) is not here")
+    for warning in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
+    console.print(
+        f"wrote {loaded.run_dir / 'evaluation' / name}.json and {len(report['figures'])} "
+        f"figures; MLflow run {report.get('mlflow_run_id', '-')}"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

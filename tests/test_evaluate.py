@@ -1,0 +1,164 @@
+"""Evaluation from Orbax checkpoints: numbers, files, MLflow, and a clear error for bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+import pytest
+from conftest import write_synthetic_split
+
+from ecgjax import config as config_lib
+from ecgjax import data as data_lib
+from ecgjax import evaluate, paths
+from ecgjax.checkpoint import CheckpointError
+from ecgjax.run import RunResult, run_training
+from ecgjax.tracking import Tracker
+
+
+def tiny_config() -> ml_collections.ConfigDict:
+    c = config_lib.base_config()
+    c.model.name, c.model.hidden = "cnn2d", 4
+    c.train.batch_size, c.train.steps_per_epoch, c.train.num_seeds = 16, 6, 2
+    c.train.epochs, c.train.eval_batch_size = 2, 64
+    return c
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, RunResult]]:
+    """One project and one trained two-seed checkpoint, shared (training compiles for seconds)."""
+    root = tmp_path_factory.mktemp("eval_project")
+    data = root / "data"
+    data.mkdir()
+    write_synthetic_split(data / "heart_big_train.parq", 6, 60, seed=1)
+    write_synthetic_split(data / "heart_big_test.parq", 3, 40, seed=2)
+    write_synthetic_split(data / "mitbih_ds2.parq", 3, 40, seed=4)
+    with pytest.MonkeyPatch.context() as mp:
+        for var, sub in (
+            ("ECGJAX_DATA_DIR", "data"),
+            ("ECGJAX_CHECKPOINT_DIR", "checkpoints"),
+            ("ECGJAX_REPORT_DIR", "report"),
+            ("ECGJAX_MLFLOW_ARTIFACTS", "art"),
+        ):
+            mp.setenv(var, str(root / sub))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        config = tiny_config()
+        run_dir = paths.checkpoints_dir() / "tiny"
+        yield run_dir, run_training(config, data_lib.load_splits(config), run_dir)
+
+
+def copy_run(run_dir: Path, name: str) -> Path:
+    dst = run_dir.parent / name
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(run_dir, dst)
+    return dst
+
+
+def test_evaluate_a_tiny_checkpoint(trained: tuple[Path, RunResult]) -> None:
+    run_dir, result = trained
+    loaded = evaluate.load_ensemble(run_dir)
+    assert loaded.which == "best" and loaded.epoch == result.best_epoch
+    test, val = evaluate.load_data(loaded)
+    assert val is not None
+    report = evaluate.evaluate(loaded, test, name="test", val=val, target_recall=0.8)
+    # The restored ensemble scores the test split exactly as the trained one did.
+    assert report["metrics"]["ensemble"] == result.test_report["ensemble"]
+    assert len(report["metrics"]["seeds"]) == 2
+    for key in ("seed_mean", "seed_std", "seed_worst"):
+        assert set(report["metrics"][key]) >= {"macro_recall", "accuracy", "recall"}
+    saved = json.loads((run_dir / "evaluation" / "test.json").read_text())
+    assert (
+        saved["metrics"]["ensemble"]["macro_recall"]
+        == report["metrics"]["ensemble"]["macro_recall"]
+    )
+    for suffix in ("confusion", "recall", "pr"):
+        assert (run_dir / "evaluation" / f"test_{suffix}.png").stat().st_size > 1000
+    point = report["operating_point"]
+    assert set(point) == {"operating_point", "argmax", "recall_first"}
+    assert all(w >= 1.0 for w in point["operating_point"]["weights"])
+    # Not a tracked run: an ecgjax-eval run tagged with the checkpoint holds the numbers.
+    client = Tracker(evaluate.EVAL_EXPERIMENT).client
+    run = client.get_run(report["mlflow_run_id"])
+    assert run.data.tags["ecgjax.checkpoint"] == str(run_dir.resolve())
+    assert run.data.metrics["eval/test/ensemble/macro_recall"] == pytest.approx(
+        report["metrics"]["ensemble"]["macro_recall"]
+    )
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation/test")}
+    assert "evaluation/test/test.json" in artifacts
+    # The MLflow run id finds the checkpoint again; a second evaluation lands in the same run.
+    again = evaluate.load_ensemble(report["mlflow_run_id"])
+    assert again.run_dir == loaded.run_dir
+    ds2, _ = evaluate.load_data(again, paths.data_dir() / "mitbih_ds2.parq")
+    other = evaluate.evaluate(again, ds2, name=evaluate.default_name(again, "mitbih_ds2.parq"))
+    assert other["mlflow_run_id"] == report["mlflow_run_id"]
+    assert (run_dir / "evaluation" / "mitbih_ds2.json").is_file()
+
+
+def test_missing_and_corrupted_checkpoints(trained: tuple[Path, RunResult]) -> None:
+    run_dir, _ = trained
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        evaluate.load_ensemble(run_dir.parent / "does_not_exist")
+    with pytest.raises(CheckpointError, match="not found"):
+        evaluate.load_ensemble("0123456789abcdef0123456789abcdef")  # not an MLflow run
+    empty = run_dir.parent / "empty"
+    empty.mkdir(exist_ok=True)
+    with pytest.raises(CheckpointError, match="not an ecgjax checkpoint folder"):
+        evaluate.load_ensemble(empty)
+    broken = copy_run(run_dir, "broken_json")
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="unreadable JSON"):
+        evaluate.load_ensemble(broken)
+    cut = copy_run(run_dir, "truncated")
+    for f in (cut / "best").rglob("*"):
+        if f.is_file() and f.stat().st_size > 64 and "state" in f.parts:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+    with pytest.raises(CheckpointError, match="cannot restore"):
+        evaluate.load_ensemble(cut)
+
+
+def test_config_that_does_not_match_the_checkpoint(trained: tuple[Path, RunResult]) -> None:
+    run_dir, _ = trained
+    wider = copy_run(run_dir, "wider")
+    config = json.loads((wider / "config.json").read_text())
+    config["model"]["hidden"] = 8
+    (wider / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="another model"):
+        evaluate.load_ensemble(wider)
+    classes = copy_run(run_dir, "classes")
+    meta = json.loads((classes / "meta.json").read_text())
+    meta["num_classes"] = 2
+    (classes / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="classes"):
+        evaluate.load_ensemble(classes)
+
+
+def test_test_file_with_other_classes_or_no_rr_columns(
+    trained: tuple[Path, RunResult], tmp_path: Path
+) -> None:
+    run_dir, _ = trained
+    loaded = evaluate.load_ensemble(run_dir)
+    seven = tmp_path / "seven_classes.parq"
+    write_synthetic_split(seven, 2, 35, seed=5, num_classes=7)
+    with pytest.raises(data_lib.DataError, match="labels outside"):
+        evaluate.load_data(loaded, seven)
+    two = tmp_path / "two_classes.parq"
+    write_synthetic_split(two, 2, 20, seed=6, num_classes=2)
+    test, _ = evaluate.load_data(loaded, two)
+    report = evaluate.evaluate(loaded, test, name="two", write=False, log_mlflow=False)
+    assert "no beats of class V, F, Q" in report["warnings"][0]
+    # An RR-context model needs record/sample columns in the test file.
+    x, y = np.random.default_rng(0).random((20, 187)), np.arange(20) % 5
+    bare = tmp_path / "no_record.parq"
+    data_lib.write_parquet(bare, data_lib.BeatData(x, y.astype(np.int32), 5, str(bare)))
+    rr = replace(
+        loaded, config=config_lib.with_overrides(loaded.config, {"model.rr_context": True})
+    )
+    with pytest.raises(data_lib.DataError, match="record"):
+        evaluate.load_data(rr, bare)
+    with pytest.raises(data_lib.DataError, match="RR context"):
+        evaluate.predict(rr, data_lib.load_parquet(bare, 5))
