@@ -39,7 +39,12 @@ def main() -> None:
     )
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument(
-        "--journal", action="store_true", help="append the result to report/journal.md"
+        "--journal", action="store_true", help="append hypothesis and result to report/journal.md"
+    )
+    parser.add_argument(
+        "--hypothesis",
+        default="RR-interval context raises S recall on new patients (DS2) by >= 0.2 "
+        "without costing more than 0.05 of V recall",
     )
     args = parser.parse_args()
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
