@@ -1,0 +1,58 @@
+"""Run (or resume) a Ray Tune sweep of a config file's search space.
+
+    uv run scripts/tune.py --config configs/asha_cnn.py:smoke --hypothesis "wider nets help S"
+    uv run scripts/tune.py --config configs/asha_cnn.py --config.tune.num_samples=12 --hypothesis "..."
+    uv run scripts/tune.py --resume asha_cnn-20261128-143200     # after Ctrl-C or a killed driver
+
+Every sweep states a hypothesis (asked for on a terminal); it goes to report/journal.md and
+onto the MLflow parent run. ``--ray_address`` (or RAY_ADDRESS) joins an existing Ray cluster;
+otherwise a local Ray starts without its dashboard. Browse the sweep (a parent run with one child
+per trial) with ``uv run mlflow ui --backend-store-uri sqlite:///mlflow.db`` (binds 127.0.0.1).
+"""
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from ecgjax import journal, sweep
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Sweep config file (path[:arg]).", lock_config=True
+)
+_HYPOTHESIS = flags.DEFINE_string(
+    "hypothesis", None, "What you expect this sweep to show, and why."
+)
+_NAME = flags.DEFINE_string("name", None, "Sweep id (folder under checkpoints/ and ray_results/).")
+_RESUME = flags.DEFINE_string("resume", None, "Sweep id of an interrupted sweep to continue.")
+_RAY_ADDRESS = flags.DEFINE_string(
+    "ray_address", None, "Ray cluster to join (default: RAY_ADDRESS or local)."
+)
+_NUM_CPUS = flags.DEFINE_integer("num_cpus", None, "CPUs for a local Ray (default: all).")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    try:
+        if _RESUME.value:
+            sweep.resume_sweep(
+                _RESUME.value, ray_address=_RAY_ADDRESS.value, num_cpus=_NUM_CPUS.value
+            )
+            return
+        if _CONFIG.value is None:
+            raise app.UsageError("--config is required (or --resume <sweep_id>)")
+        config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+        sweep.run_sweep(
+            _CONFIG.value,
+            config_file,
+            _HYPOTHESIS.value,
+            name=_NAME.value,
+            ray_address=_RAY_ADDRESS.value,
+            num_cpus=_NUM_CPUS.value,
+        )
+    except (journal.HypothesisRequired, FileExistsError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    app.run(main)

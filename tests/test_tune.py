@@ -1,0 +1,305 @@
+"""Sweeps end to end on tiny synthetic data: MLflow, checkpoints, journal, failures, resume.
+
+One local Ray (2 CPUs) serves the whole module; the kill test's driver subprocesses join it
+with --ray_address, which also exercises joining an existing cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ray import tune
+
+from ecgjax import checkpoint as ckpt
+from ecgjax import config as config_lib
+from ecgjax import journal, paths, sweep
+from ecgjax import tune as tune_lib
+from ecgjax.engine import Ensemble
+from ecgjax.tracking import Tracker
+
+SWEEPS = [
+    "asha_cnn",
+    "asha_transformer",
+    "optuna_resnet1d",
+    "pbt_resnet1d",
+    "grid_imbalance",
+    "hyperband_kachuee",
+]
+SPACES = sorted(
+    p for p in (paths.PROJECT_ROOT / "configs").glob("*.py") if "get_search_space" in p.read_text()
+)
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> str:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture
+def tune_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ECGJAX_RAY_RESULTS", str(project / "ray_results"))
+    return project
+
+
+def children(sweep_id: str) -> list:
+    tracker = Tracker(sweep.EXPERIMENT)
+    return tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.`ecgjax.sweep_id` = '{sweep_id}'"
+    )
+
+
+def restore(run_dir: Path, which: str):
+    config_json, meta = ckpt.read_run_files(run_dir)
+    ens = Ensemble(
+        config_lib.from_json(config_json), None, meta["seeds"], context_dim=meta["context_dim"]
+    )
+    return ckpt.restore_dir(run_dir / which, ens.abstract_state())
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_sweep_configs_load_in_every_variant(name: str) -> None:
+    path = paths.PROJECT_ROOT / "configs" / f"{name}.py"
+    for arg in (None, "smoke", "full"):
+        config = config_lib.load_config_file(f"{path}:{arg}" if arg else path)
+        space = config_lib.load_search_space(path, tune)
+        nested = tune_lib.nest_space(space, config)
+        tune_lib.make_scheduler(config.tune, nested)
+        baseline = tune_lib.baseline_point(space, config)
+        search = tune_lib.make_search(config.tune, [baseline] if baseline else [], 0)
+        # Tune hands the searcher the space at start; a malformed starting point fails here.
+        assert search.set_search_properties(config.tune.metric, config.tune.mode, nested)
+        assert (baseline is not None) == (config.tune.search != "grid")
+    doc = path.read_text().split('"""')[1]
+    assert f"scripts/tune.py --config configs/{name}.py:smoke" in doc and "min" in doc
+    smoke = config_lib.load_config_file(f"{path}:smoke")
+    assert smoke.data.max_train and smoke.train.steps_per_epoch <= 10 and smoke.tune.max_epochs <= 3
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)
+def test_search_space_keys_are_config_paths(path: Path) -> None:
+    space = config_lib.load_search_space(path, tune)
+    tune_lib.nest_space(space, config_lib.load_config_file(path))
+
+
+def test_space_keys_must_be_config_paths() -> None:
+    with pytest.raises(ValueError, match=r"optim\.lr"):
+        tune_lib.nest_space({"optim.lr": tune.loguniform(1e-4, 1e-2)}, config_lib.base_config())
+    nested = tune_lib.nest_space(
+        {"optim.learning_rate": 1e-3, "model.hidden": 8}, config_lib.base_config()
+    )
+    assert tune_lib.flatten_params(nested) == {"optim.learning_rate": 1e-3, "model.hidden": 8}
+
+
+def test_restart_aligns_the_run_folder_with_the_tune_checkpoint(tmp_path: Path) -> None:
+    def tune_checkpoint(trial_id: str, epoch: int) -> Path:
+        folder = tmp_path / f"ray_{trial_id}_{epoch}"
+        (folder / tune_lib.STATE_DIR / str(epoch)).mkdir(parents=True)
+        (folder / tune_lib.STATE_DIR / str(epoch) / "weights").write_text(trial_id)
+        (folder / tune_lib.MARKER).write_text(json.dumps({"trial_id": trial_id, "epoch": epoch}))
+        return folder
+
+    def steps(which: str) -> list[str]:
+        return sorted(p.name for p in (run_dir / which).iterdir())
+
+    run_dir = tmp_path / "t1"
+    for which, step in [("latest", 1), ("latest", 3), ("best", 2), ("best", 3)]:
+        (run_dir / which / str(step)).mkdir(parents=True)
+    tune_lib.adopt_checkpoint(run_dir, tune_checkpoint("t1", 2), "t1")  # own, older: drop 3
+    assert steps("latest") == ["1"] and steps("best") == ["2"]
+    tune_lib.adopt_checkpoint(run_dir, tune_checkpoint("t0", 2), "t1")  # PBT exploit of t0
+    assert steps("latest") == ["2"] and steps("best") == ["2"]
+    assert (run_dir / "best/2/weights").read_text() == "t0"
+
+
+def test_smoke_sweep_end_to_end(tune_project: Path, ray_address: str) -> None:
+    path = "configs/asha_cnn.py:smoke"
+    config = config_lib.load_config_file(paths.PROJECT_ROOT / path)
+    result = sweep.run_sweep(
+        config, str(paths.PROJECT_ROOT / path), "wider nets help S", name="e2e"
+    )
+    assert result.complete and len(result.rows) == config.tune.num_samples
+
+    runs = children("e2e")
+    parent = [r for r in runs if r.data.tags["ecgjax.kind"] == "sweep"]
+    kids = [r for r in runs if r.data.tags["ecgjax.kind"] == "trial"]
+    assert len(parent) == 1 and len(kids) == config.tune.num_samples
+    assert parent[0].data.tags["ecgjax.hypothesis"] == "wider nets help S"
+    assert parent[0].info.status == "FINISHED"
+    client = Tracker(sweep.EXPERIMENT).client
+    for kid in kids:
+        assert kid.data.tags["mlflow.parentRunId"] == parent[0].info.run_id
+        assert kid.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(kid.info.run_id, "val/macro_recall")]
+        assert steps == list(range(1, len(steps) + 1)) and steps
+        assert {"val/worst/macro_recall", "val/recall_S", "val/seed1/macro_recall"} <= set(
+            kid.data.metrics
+        )
+        figures = {a.path for a in client.list_artifacts(kid.info.run_id, "figures")}
+        assert figures == {"figures/confusion_val.png", "figures/curves.png"}
+        run_dir = Path(kid.data.tags["ecgjax.checkpoint"])
+        _, progress = restore(run_dir, "latest")
+        assert progress["epoch"] == len(steps)
+
+    best = result.sweep_dir / "best"
+    run_dir, which = ckpt.find_run_dir(best)
+    assert (run_dir, which) == (best, "best")
+    restore(best, "best")
+    saved = json.loads((result.sweep_dir / "sweep.json").read_text())
+    assert saved["status"] == "finished" and saved["mlflow_parent_run_id"] == parent[0].info.run_id
+    assert saved["trials"][0]["baseline"] or any(r["baseline"] for r in saved["trials"])
+    entries = journal.entries_for("e2e")
+    assert "wider nets help S" in entries[0] and entries[1].startswith(
+        f"[{entries[1][1:17]}] Result"
+    )
+
+
+def test_failing_trial_is_marked_failed_and_the_sweep_finishes(
+    tune_project: Path, ray_address: str
+) -> None:
+    path = tune_project / "bad_heads.py"
+    path.write_text(
+        "from ecgjax.config import base_config\n\n"
+        "def get_config(arg=None):\n"
+        "    c = base_config()\n"
+        "    c.model.name, c.model.hidden, c.model.num_heads = 'transformer', 8, 4\n"
+        "    c.data.max_train, c.data.max_eval, c.train.steps_per_epoch = 200, 100, 3\n"
+        "    c.tune.scheduler, c.tune.search, c.tune.num_samples = 'fifo', 'grid', 1\n"
+        "    c.tune.max_epochs = 1\n"
+        "    return c\n\n"
+        "def get_search_space(tune):\n"
+        "    return {'model.hidden': tune.grid_search([6, 8])}\n"
+    )
+    result = sweep.run_sweep(
+        config_lib.load_config_file(path), str(path), "6 is not 4-divisible", name="bad"
+    )
+    assert result.complete
+    by_status = {r["status"]: r for r in result.rows}
+    assert set(by_status) == {"ok", "error"}
+    assert (
+        "divisible" in by_status["error"]["error"]
+        and by_status["error"]["params"]["model.hidden"] == 6
+    )
+    kids = {
+        r.data.tags["ecgjax.trial_id"]: r
+        for r in children("bad")
+        if "ecgjax.trial_id" in r.data.tags
+    }
+    failed = kids[by_status["error"]["trial_id"]]
+    assert failed.info.status == "FAILED" and "divisible" in failed.data.tags["ecgjax.error"]
+    assert kids[by_status["ok"]["trial_id"]].info.status == "FINISHED"
+    assert "1 failed" in journal.entries_for("bad")[1]
+
+
+def test_pbt_smoke_sweep(tune_project: Path, ray_address: str) -> None:
+    path = paths.PROJECT_ROOT / "configs/pbt_resnet1d.py:smoke"
+    config = config_lib.load_config_file(path)
+    result = sweep.run_sweep(config, str(path), "a decaying learning rate wins", name="pbt")
+    assert result.complete and len(result.rows) == config.tune.num_samples
+    assert all(r["status"] == "ok" and r["epochs"] == config.tune.max_epochs for r in result.rows)
+    restore(result.sweep_dir / "best", "latest")
+
+
+def test_no_hypothesis_without_a_terminal_stops_before_anything(tune_project: Path) -> None:
+    config = config_lib.load_config_file(paths.PROJECT_ROOT / "configs/asha_cnn.py:smoke")
+    with pytest.raises(journal.HypothesisRequired, match="--hypothesis"):
+        sweep.run_sweep(config, "configs/asha_cnn.py:smoke", None, name="none")
+    assert not (tune_project / "checkpoints").exists() and not journal.journal_path().exists()
+    out = subprocess.run(
+        [sys.executable, "scripts/tune.py", "--config", "configs/asha_cnn.py:smoke"],
+        cwd=paths.PROJECT_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0 and "needs a hypothesis" in out.stderr
+    assert not (tune_project / "checkpoints").exists()
+
+
+def _driver(args: list[str], ray_address: str) -> subprocess.Popen:
+    cmd = [sys.executable, "scripts/tune.py", *args, "--ray_address", ray_address]
+    return subprocess.Popen(
+        cmd,
+        cwd=paths.PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, so nothing it started outlives the test
+    )
+
+
+def _finished_children(sweep_id: str) -> list:
+    try:
+        return [
+            r
+            for r in children(sweep_id)
+            if r.data.tags.get("ecgjax.kind") == "trial" and r.info.status == "FINISHED"
+        ]
+    except Exception:  # the store is being created or written by the driver; ask again
+        return []
+
+
+def test_killed_driver_resumes_without_rerunning_or_duplicating(
+    tune_project: Path, ray_address: str
+) -> None:
+    overrides = ["--config.tune.max_concurrent=1", "--config.tune.scheduler=fifo"]
+    first = _driver(
+        [
+            "--config",
+            "configs/asha_cnn.py:smoke",
+            *overrides,
+            "--hypothesis",
+            "kill",
+            "--name",
+            "killed",
+        ],
+        ray_address,
+    )
+    try:
+        deadline = time.time() + 150
+        while not _finished_children("killed") and time.time() < deadline and first.poll() is None:
+            time.sleep(0.5)
+        assert first.poll() is None, (
+            f"driver ended before the kill:\n{first.communicate()[0][-3000:]}"
+        )
+        assert _finished_children("killed"), "no trial finished in time"
+        time.sleep(3)  # past one experiment snapshot (TUNE_GLOBAL_CHECKPOINT_S=2)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    done_before = {r.data.tags["ecgjax.trial_id"] for r in _finished_children("killed")}
+    assert len(done_before) < 3
+
+    second = _driver(["--resume", "killed"], ray_address)
+    out = second.communicate(timeout=240)[0]
+    assert second.returncode == 0, out[-3000:]
+    saved = json.loads((tune_project / "checkpoints/killed/sweep.json").read_text())
+    assert saved["status"] == "finished" and len(saved["trials"]) == 3
+    assert all(r["status"] == "ok" for r in saved["trials"])
+    kids = [r for r in children("killed") if r.data.tags.get("ecgjax.kind") == "trial"]
+    keys = [r.data.tags["ecgjax.trial_key"] for r in kids]
+    assert len(keys) == 3 and len(set(keys)) == 3
+    assert all(r.info.status == "FINISHED" for r in kids)
+    client = Tracker(sweep.EXPERIMENT).client
+    for kid in kids:  # a re-run trial would have logged its epochs twice
+        steps = [m.step for m in client.get_metric_history(kid.info.run_id, "val/macro_recall")]
+        assert sorted(steps) == list(range(1, 3)), (kid.data.tags["ecgjax.trial_id"], steps)
+    parents = [r for r in children("killed") if r.data.tags.get("ecgjax.kind") == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert done_before <= {r["trial_id"] for r in saved["trials"]}
+    entries = journal.entries_for("killed")
+    assert sweep.resume_sweep("killed").complete  # a finished sweep: nothing re-run or re-logged
+    assert journal.entries_for("killed") == entries and len(children("killed")) == 4
