@@ -10,6 +10,7 @@ test beats) can be re-run or re-analysed without retraining, also on another mac
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
+from ecgjax.checkpoint import write_json_atomic
 from ecgjax.run import run_training
 
 PROTOCOLS = {
@@ -50,8 +52,7 @@ def train_arms(
     Returns the path of ``arms.json``. Checkpoints go to ``out_dir/runs/<protocol>-<arm>``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {}
-    arms: dict[str, Any] = {}
+    arrays, arms = _previous(out_dir)  # re-running one protocol keeps the others' results
     for protocol, config_file in (protocols or PROTOCOLS).items():
         for arm, rr in ARMS.items():
             config = arm_config(config_file, rr, seeds, overrides or {})
@@ -81,7 +82,18 @@ def train_arms(
             m = result.test_report["seed_mean"]
             log(f"{key}: {wall:.0f} s; test recall per class {np.round(m['recall'], 3).tolist()}")
     save: Any = np.savez_compressed  # numpy stubs mistype **arrays as allow_pickle
-    save(out_dir / "predictions.npz", **arrays)
+    tmp = out_dir / "predictions.tmp.npz"
+    save(tmp, **arrays)
+    os.replace(tmp, out_dir / "predictions.npz")
     target = out_dir / "arms.json"
-    target.write_text(json.dumps(arms, indent=2, default=float))
+    write_json_atomic(target, arms)
     return target
+
+
+def _previous(out_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Results of an earlier study in ``out_dir`` (empty when there is none)."""
+    arms_file, preds_file = out_dir / "arms.json", out_dir / "predictions.npz"
+    if not (arms_file.is_file() and preds_file.is_file()):
+        return {}, {}
+    with np.load(preds_file) as preds:
+        return {k: preds[k] for k in preds.files}, json.loads(arms_file.read_text())

@@ -13,6 +13,7 @@ import ast
 from pathlib import Path
 
 from ecgjax import paths
+from ecgjax.rr_study import PROTOCOLS
 from ecgjax.runtime import configure_jax
 
 
@@ -30,6 +31,12 @@ def main() -> None:
     parser.add_argument("--stage", choices=("train", "analyse", "all"), default="all")
     parser.add_argument("--out", type=Path, default=paths.report_dir() / "rr_study")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--protocol",
+        action="append",
+        choices=sorted(PROTOCOLS),
+        help="train only this protocol (repeatable); others' saved results are kept",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -62,7 +69,8 @@ def main() -> None:
                 {"seeds": str(args.seeds), "overrides": str(overrides)},
             )
 
-        train_arms(args.out, seeds=args.seeds, overrides=overrides)
+        protocols = {p: PROTOCOLS[p] for p in args.protocol} if args.protocol else None
+        train_arms(args.out, seeds=args.seeds, overrides=overrides, protocols=protocols)
     if args.stage in ("analyse", "all"):
         from ecgjax.rr_analysis import analyse
 

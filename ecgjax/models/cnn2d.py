@@ -12,7 +12,7 @@ import flax.linen as nn
 import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, check_norm, make_norm
+from ecgjax.models.common import ContextFusion, check_norm, config_fields, make_norm
 
 POOLS = ("flatten", "global")
 
@@ -28,7 +28,9 @@ class ConvBlock(nn.Module):
         self, x: Float[Array, "batch h w c"], *, train: bool
     ) -> Float[Array, "batch h w f"]:
         for _ in range(2):
-            x = nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=self.norm != "batch")(x)
+            x = nn.Conv(
+                self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=self.norm != "batch"
+            )(x)
             x = nn.relu(make_norm(self.norm, train)(x))
         return x
 
@@ -59,15 +61,7 @@ class CNN2D(nn.Module):
         check_norm(cfg.norm)
         if cfg.pool not in POOLS:
             raise ValueError(f"model.pool must be one of {POOLS}, got {cfg.pool!r}")
-        return cls(
-            num_classes=num_classes,
-            hidden=cfg.hidden,
-            num_blocks=cfg.num_blocks,
-            dropout=cfg.dropout,
-            norm=cfg.norm,
-            pool=cfg.pool,
-            rr_context=cfg.rr_context,
-        )
+        return cls(**config_fields(cls, cfg, num_classes))
 
     @nn.compact
     def __call__(

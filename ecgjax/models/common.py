@@ -6,13 +6,27 @@ Kept here (not in each model file) so every model reads ``model.norm`` and
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 NORMS = ("none", "batch", "layer")
+
+
+def config_fields(module_cls: type[nn.Module], cfg: Any, num_classes: int) -> dict[str, Any]:
+    """The module's own attributes, read from the ``model`` config section by name.
+
+    Every model declares the hyper-parameters it uses as dataclass fields named like the
+    config keys; keys a model does not declare are ignored, fields absent from the config
+    keep their module default.
+    """
+    skip = {"num_classes", "parent", "name"}  # flax's own fields; model.name is the registry key
+    names = {f.name for f in dataclasses.fields(module_cls)} - skip
+    return {"num_classes": num_classes, **{k: cfg[k] for k in sorted(names) if k in cfg}}
 
 
 def check_norm(norm: str) -> None:

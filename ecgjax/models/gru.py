@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, check_norm, make_norm
+from ecgjax.models.common import ContextFusion, check_norm, config_fields, make_norm
 
 
 class GRU(nn.Module):
@@ -41,15 +41,7 @@ class GRU(nn.Module):
     @classmethod
     def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> GRU:
         check_norm(cfg.norm)
-        return cls(
-            num_classes=num_classes,
-            hidden=cfg.hidden,
-            num_blocks=cfg.num_blocks,
-            kernel_size=cfg.kernel_size,
-            dropout=cfg.dropout,
-            norm=cfg.norm,
-            rr_context=cfg.rr_context,
-        )
+        return cls(**config_fields(cls, cfg, num_classes))
 
     @nn.compact
     def __call__(

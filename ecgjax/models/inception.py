@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, check_norm, make_norm
+from ecgjax.models.common import ContextFusion, check_norm, config_fields, make_norm
 
 
 class InceptionModule(nn.Module):
@@ -79,14 +79,7 @@ class Inception(nn.Module):
     @classmethod
     def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> Inception:
         check_norm(cfg.norm)
-        return cls(
-            num_classes=num_classes,
-            hidden=cfg.hidden,
-            num_blocks=cfg.num_blocks,
-            dropout=cfg.dropout,
-            norm=cfg.norm,
-            rr_context=cfg.rr_context,
-        )
+        return cls(**config_fields(cls, cfg, num_classes))
 
     @nn.compact
     def __call__(

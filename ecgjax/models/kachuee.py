@@ -13,7 +13,7 @@ import flax.linen as nn
 import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, check_norm, make_norm
+from ecgjax.models.common import ContextFusion, check_norm, config_fields, make_norm
 
 NUM_RES_BLOCKS = 5
 
@@ -40,14 +40,7 @@ class Kachuee(nn.Module):
     @classmethod
     def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> Kachuee:
         check_norm(cfg.norm)
-        return cls(
-            num_classes=num_classes,
-            hidden=cfg.hidden,
-            kernel_size=cfg.kernel_size,
-            dropout=cfg.dropout,
-            norm=cfg.norm,
-            rr_context=cfg.rr_context,
-        )
+        return cls(**config_fields(cls, cfg, num_classes))
 
     @nn.compact
     def __call__(
@@ -58,10 +51,18 @@ class Kachuee(nn.Module):
         train: bool,
     ) -> Float[Array, "batch classes"]:
         k = (self.kernel_size,)
-        h = make_norm(self.norm, train)(nn.Conv(self.hidden, k, padding="SAME", use_bias=self.norm != "batch")(x))
+        h = make_norm(self.norm, train)(
+            nn.Conv(self.hidden, k, padding="SAME", use_bias=self.norm != "batch")(x)
+        )
         for _ in range(NUM_RES_BLOCKS):
-            y = nn.relu(make_norm(self.norm, train)(nn.Conv(self.hidden, k, padding="SAME", use_bias=self.norm != "batch")(h)))
-            y = make_norm(self.norm, train)(nn.Conv(self.hidden, k, padding="SAME", use_bias=self.norm != "batch")(y))
+            y = nn.relu(
+                make_norm(self.norm, train)(
+                    nn.Conv(self.hidden, k, padding="SAME", use_bias=self.norm != "batch")(h)
+                )
+            )
+            y = make_norm(self.norm, train)(
+                nn.Conv(self.hidden, k, padding="SAME", use_bias=self.norm != "batch")(y)
+            )
             h = nn.relu(h + y)
             h = nn.max_pool(h, (5,), strides=(2,))
         h = h.reshape(h.shape[0], -1)

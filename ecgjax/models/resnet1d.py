@@ -16,7 +16,7 @@ import flax.linen as nn
 import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, check_norm, make_norm
+from ecgjax.models.common import ContextFusion, check_norm, config_fields, make_norm
 
 
 class SqueezeExcite(nn.Module):
@@ -83,16 +83,7 @@ class ResNet1D(nn.Module):
         check_norm(cfg.norm)
         if cfg.se_ratio < 0:
             raise ValueError(f"model.se_ratio must be >= 0 (0 = off), got {cfg.se_ratio}")
-        return cls(
-            num_classes=num_classes,
-            hidden=cfg.hidden,
-            num_blocks=cfg.num_blocks,
-            kernel_size=cfg.kernel_size,
-            se_ratio=cfg.se_ratio,
-            dropout=cfg.dropout,
-            norm=cfg.norm,
-            rr_context=cfg.rr_context,
-        )
+        return cls(**config_fields(cls, cfg, num_classes))
 
     @nn.compact
     def __call__(

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion
+from ecgjax.models.common import ContextFusion, config_fields
 
 
 def check_heads(hidden: int, num_heads: int) -> None:
@@ -74,14 +74,7 @@ class Transformer(nn.Module):
     @classmethod
     def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> Transformer:
         check_heads(cfg.hidden, cfg.num_heads)
-        return cls(
-            num_classes=num_classes,
-            hidden=cfg.hidden,
-            num_heads=cfg.num_heads,
-            num_blocks=cfg.num_blocks,
-            dropout=cfg.dropout,
-            rr_context=cfg.rr_context,
-        )
+        return cls(**config_fields(cls, cfg, num_classes))
 
     @nn.compact
     def __call__(
