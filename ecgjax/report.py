@@ -215,6 +215,14 @@ def _top_table(sweep: Sweep, top: int) -> Block:
     )
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the project when it lies inside it (reports travel; machines differ)."""
+    try:
+        return str(path.resolve().relative_to(paths.PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _config_blocks(sweep: Sweep, top: int) -> list[Block]:
     """The exact config of each top trial: a train.py command and the full config."""
     config_file = sweep.parent.data.tags.get("ecgjax.config_file", "<config file>")
@@ -224,7 +232,7 @@ def _config_blocks(sweep: Sweep, top: int) -> list[Block]:
         path = Path(t.checkpoint or "") / "config.json"
         if t.checkpoint and path.is_file():
             flat = config_lib.flatten(config_lib.from_json(path.read_text()))
-            source = f"{path} (saved beside the checkpoint)"
+            source = f"{_shown(path)} (saved beside the checkpoint)"
         else:
             flat, source = dict(t.params), "MLflow params (checkpoint folder not found)"
         overrides = " ".join(

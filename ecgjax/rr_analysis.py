@@ -20,7 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ecgjax import journal
+from ecgjax import journal, paths
 from ecgjax.compare import paired_bootstrap
 from ecgjax.metrics import classification_metrics
 
@@ -128,7 +128,11 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def _journal(result: dict[str, Any], out_dir: Path) -> None:
-    lines = [f"Experiment folder: {out_dir}"]
+    try:  # the journal is shared: no machine-specific absolute paths in it
+        shown = out_dir.resolve().relative_to(paths.PROJECT_ROOT)
+    except ValueError:
+        shown = out_dir
+    lines = [f"Experiment folder: {shown}"]
     for protocol, res in result["protocols"].items():
         s, v = res["bootstrap"]["recall_S"], res["bootstrap"]["recall_V"]
         lines.append(

@@ -72,7 +72,7 @@ def train_arms(
                 "seconds": wall,
                 "best_epoch": result.best_epoch,
                 "best_val": result.best_metric,
-                "test_file": splits.test.source,
+                "test_file": Path(splits.test.source).name,
                 "class_names": list(config.data.class_names),
                 "seed_mean": result.test_report["seed_mean"],
                 "seed_std": result.test_report["seed_std"],
