@@ -65,11 +65,13 @@ class MlflowSweepCallback(Callback):
         self.checkpoint_root = checkpoint_root
         self._tracker: Tracker | None = None
         self._runs: dict[str, str] = {}
+        self._last_step: dict[str, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_tracker"] = None
         state["_runs"] = {}
+        state["_last_step"] = {}
         return state
 
     @property
@@ -99,6 +101,10 @@ class MlflowSweepCallback(Callback):
                 "ecgjax.checkpoint": str(self.run_dir(trial)),
             }
             run_id = self.tracker.start_run(trial.trial_id, parent_id=self.parent_run_id, tags=tags)
+            self._last_step[trial.trial_id] = 0
+        else:  # a resumed sweep: epochs this run already holds are not logged twice
+            history = self.tracker.client.get_metric_history(run_id, "train/loss")
+            self._last_step[trial.trial_id] = max((m.step for m in history), default=0)
         self._runs[trial.trial_id] = run_id
         return run_id
 
@@ -119,7 +125,13 @@ class MlflowSweepCallback(Callback):
     ) -> None:
         metrics = {k: v for k, v in result.items() if k not in _INTERNAL and "/" in k}
         step = int(result.get("epoch", result.get("training_iteration", 0)))
-        self.tracker.log_metrics(self.child_run(trial), metrics, step=step)
+        run_id = self.child_run(trial)
+        # A trial that restarts after a killed driver repeats epochs it had already reported;
+        # training is deterministic, so the logged values stand and are not duplicated.
+        if step <= self._last_step.get(trial.trial_id, 0):
+            return
+        self.tracker.log_metrics(run_id, metrics, step=step)
+        self._last_step[trial.trial_id] = step
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any

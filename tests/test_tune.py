@@ -288,7 +288,7 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(
     assert second.returncode == 0, out[-3000:]
     saved = json.loads((tune_project / "checkpoints/killed/sweep.json").read_text())
     assert saved["status"] == "finished" and len(saved["trials"]) == 3
-    assert all(r["status"] == "ok" for r in saved["trials"])
+    assert all(r["status"] == "ok" for r in saved["trials"]), (saved["trials"], out[-3000:])
     kids = [r for r in children("killed") if r.data.tags.get("ecgjax.kind") == "trial"]
     keys = [r.data.tags["ecgjax.trial_key"] for r in kids]
     assert len(keys) == 3 and len(set(keys)) == 3
