@@ -1,12 +1,19 @@
 """The epoch driver: one object that trains a whole seed ensemble with a chosen strategy.
 
-Strategies (same numbers, different speed; DESIGN.md point 9):
-  * ``vmap``: one compiled step over a leading seed axis. Wins on GPUs and for dense models.
+Strategies (same numbers, different speed; measured by scripts/bench.py, see
+:mod:`ecgjax.strategy` for what wins where):
+  * ``vmap``: one compiled step over a leading seed axis (vmapped conv kernels lower to
+    grouped convolutions).
+  * ``wide``: ``vmap`` with convolutions computed as im2col + matmul (:mod:`ecgjax.wide`),
+    so each layer of the ensemble is one batched matmul: seeds folded into one wide model.
+  * ``unrolled``: one program holding S independent single-seed steps (plain convs, one
+    dispatch per step for all seeds).
   * ``loop``: a Python loop over seeds inside each step, re-using one single-seed program.
-    Avoids the grouped convolutions vmapped conv kernels lower to, which XLA:CPU runs slowly.
   * ``sequential``: each seed runs its whole epoch in turn (separate runs, one program).
 Dispatch: ``python`` (a loop over a jitted step) or ``scan`` (``lax.scan`` over k steps).
-``auto`` resolves both through :func:`ecgjax.strategy.choose`.
+``auto`` resolves both through :func:`ecgjax.strategy.choose`. Per step, Python does one
+dispatch per program call and nothing else: indices arrive as host rows computed once per
+epoch, and metrics stay on the device until the epoch ends.
 """
 
 from __future__ import annotations
@@ -22,19 +29,8 @@ import numpy as np
 
 from ecgjax import data as data_lib
 from ecgjax import strategy as strategy_lib
-from ecgjax.losses import make_loss
-from ecgjax.models import create_model
-from ecgjax.optim import make_optimizer
-from ecgjax.train import (
-    DeviceData,
-    StepFns,
-    TrainState,
-    create_train_state,
-    epoch_indices,
-    predict_probs,
-    scan_steps,
-    train_step,
-)
+from ecgjax.programs import planned_bytes, programs_for
+from ecgjax.train import DeviceData, TrainState, epoch_indices
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +80,10 @@ class Ensemble:
         self.seeds = list(seeds)
         self.num_classes = int(config.data.num_classes)
         self.use_context = bool(config.model.rr_context)
-        self.model = create_model(config.model, self.num_classes)
         self.batch_size = int(config.train.batch_size)
         if train is None:
             train = _placeholder(self.num_classes, context_dim if self.use_context else None)
         self.steps = steps_per_epoch(config, len(train))
-        self.tx = make_optimizer(config.optim, self.steps, int(config.train.epochs))
-        self.fns = StepFns(self.model, self.tx, make_loss(config.loss), config.augment)
         self.data = to_device(train, self.use_context)
         self.context_dim = 0 if self.data.context is None else int(self.data.context.shape[1])
         self.class_weights = jnp.asarray(
@@ -100,123 +93,170 @@ class Ensemble:
         choice = strategy_lib.choose(config, jax.default_backend(), len(self.seeds))
         self.strategy, self.dispatch = choice.strategy, choice.dispatch
         self.scan_k = max(1, min(int(config.ensemble.scan_steps), self.steps))
-        log.info("ensemble strategy %s / dispatch %s (%s)", self.strategy, self.dispatch, choice.reason)
-        self._compile()
+        log.info(
+            "ensemble strategy %s / dispatch %s (%s)", self.strategy, self.dispatch, choice.reason
+        )
+        programs = programs_for(
+            config, self.strategy, len(self.seeds), self.steps, self.context_dim
+        )
+        self.model, self.tx, self.fns = programs.model, programs.tx, programs.fns
+        self._step, self._scan = programs.step, programs.scan
+        self._predict, self._init = programs.predict, programs.init
+        self._indices = _indices_program(int(self.data.y.shape[0]), self.steps, self.batch_size)
 
     def _sample_probs(self, y: np.ndarray) -> jax.Array | None:
         if self.config.sampling.name == "uniform":
             return None
         if self.config.sampling.name != "balanced":
-            raise ValueError(f"unknown sampling {self.config.sampling.name!r}; use uniform or balanced")
+            raise ValueError(
+                f"unknown sampling {self.config.sampling.name!r}; use uniform or balanced"
+            )
         counts = data_lib.class_counts(y, self.num_classes).astype(np.float64)
-        per_class = np.where(counts > 0, np.maximum(counts, 1.0) ** -float(self.config.sampling.balance_power), 0.0)
+        per_class = np.where(
+            counts > 0, np.maximum(counts, 1.0) ** -float(self.config.sampling.balance_power), 0.0
+        )
         p = per_class[y]
         return jnp.asarray(p / p.sum(), jnp.float32)
 
-    def _compile(self) -> None:
-        fns = self.fns
-        single = functools.partial(train_step, fns=fns)
-        multi = functools.partial(scan_steps, fns=fns)
-        predict = functools.partial(predict_probs, model=self.model)
-        if self.strategy == "vmap":
-            self._step = jax.jit(jax.vmap(single, in_axes=(0, 0, None, None)), donate_argnums=0)
-            self._scan = jax.jit(jax.vmap(multi, in_axes=(0, 0, None, None)), donate_argnums=0)
-            self._predict = jax.jit(jax.vmap(predict, in_axes=(0, 0, None, None)))
-        else:
-            self._step = jax.jit(single, donate_argnums=0)
-            self._scan = jax.jit(multi, donate_argnums=0)
-            self._predict = jax.jit(predict)
-        n, steps, batch = int(self.data.y.shape[0]), self.steps, self.batch_size
-        self._indices = jax.jit(
-            jax.vmap(
-                lambda key, epoch, probs: epoch_indices(key, epoch, n, steps, batch, probs),
-                in_axes=(0, None, None),
-            )
-        )
-        init = functools.partial(create_train_state, model=self.model, tx=self.tx, context_dim=self.context_dim)
-        self._init = jax.jit(jax.vmap(init))
+    @property
+    def stacked(self) -> bool:
+        """Whether one program steps all seeds at once (vmap, wide, unrolled)."""
+        return self.strategy in strategy_lib.STACKED
 
     def init(self) -> TrainState:
         """A fresh ensemble state with a leading seed axis."""
-        return self._init(seed_keys(self.seeds))
+        # One single-seed init program stacked: the same members as a vmapped init, but
+        # compiled once per model rather than once per seed count.
+        return _stack([self._init(key) for key in seed_keys(self.seeds)])
 
     def abstract_state(self) -> Any:
         """Shapes and dtypes of :meth:`init`, for restoring checkpoints without computing."""
         return jax.eval_shape(self.init)
 
-    def train_epoch(self, state: TrainState, epoch: int) -> tuple[TrainState, dict[str, np.ndarray]]:
+    def train_epoch(
+        self, state: TrainState, epoch: int
+    ) -> tuple[TrainState, dict[str, np.ndarray]]:
         """Run one epoch; returns the new state and per-seed mean loss/accuracy (numpy, ``(S,)``)."""
-        idx = self._indices(state.key, jnp.asarray(epoch, jnp.int32), self.sample_probs)
-        if self.strategy == "vmap":
-            state, metrics = self._run_steps(state, idx)
+        # Host indices: one transfer per epoch, then each step gets its rows as an argument,
+        # so the only per-step work in Python is one dispatch per program call.
+        idx = np.asarray(self._indices(state.key, jnp.asarray(epoch, jnp.int32), self.sample_probs))
+        if self.stacked:
+            lanes, means = self._advance([state], [idx])
+            state, metrics = lanes[0], means[0]
         elif self.strategy == "sequential":
             members = _unstack(state, len(self.seeds))
-            outs = [self._run_steps(m, idx[s]) for s, m in enumerate(members)]
-            state, metrics = _stack([o[0] for o in outs]), _stack([o[1] for o in outs])
+            outs = [self._advance([m], [idx[s]]) for s, m in enumerate(members)]
+            state = _stack([o[0][0] for o in outs])
+            metrics = _stack([o[1][0] for o in outs])
         else:
-            state, metrics = self._loop_steps(state, idx)
+            members, means = self._advance(_unstack(state, len(self.seeds)), list(idx))
+            state, metrics = _stack(members), _stack(means)
         host = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
         if not np.all(np.isfinite(host["loss"])):
             bad = [self.seeds[i] for i in np.flatnonzero(~np.isfinite(host["loss"]))]
             raise NonFiniteLossError(f"non-finite training loss in epoch {epoch} for seeds {bad}")
         return state, host
 
-    def _run_steps(self, state: TrainState, idx: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-        """All steps of an epoch for a stacked (vmap) or single-member state; returns mean metrics."""
-        step_axis = 1 if self.strategy == "vmap" else 0
-        total = idx.shape[step_axis]
-        sums: dict[str, jax.Array] = {}
-        pos = 0
-        if self.dispatch == "scan":
-            k = self.scan_k
-            while pos + k <= total:
-                chunk = jax.lax.slice_in_dim(idx, pos, pos + k, axis=step_axis)
-                state, m = self._scan(state, chunk, self.data, self.class_weights)
-                sums = _accumulate(sums, {key: v.sum(axis=step_axis) for key, v in m.items()})
-                pos += k
-        while pos < total:
-            batch = jnp.take(idx, pos, axis=step_axis)
-            state, m = self._step(state, batch, self.data, self.class_weights)
-            sums = _accumulate(sums, m)
-            pos += 1
-        return state, {key: v / total for key, v in sums.items()}
+    def _advance(
+        self, lanes: list[TrainState], lane_idx: list[np.ndarray]
+    ) -> tuple[list[TrainState], list[dict[str, jax.Array]]]:
+        """Step every lane through its indices ``(..., steps, batch)``, interleaved per call.
 
-    def _loop_steps(self, state: TrainState, idx: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-        """Interleave seeds within each step (or scan chunk): one single-seed program, S calls."""
-        members = _unstack(state, len(self.seeds))
-        total = idx.shape[1]
-        sums: list[dict[str, jax.Array]] = [{} for _ in members]
+        A lane is the stacked state (vmap, wide, unrolled) or one member (loop); ``scan``
+        dispatch runs ``scan_k`` steps per call and single steps for the remainder. Metrics
+        stay on the device until the epoch ends (no host sync inside the epoch).
+        """
+        total = lane_idx[0].shape[-2]
+        k = self.scan_k if self.dispatch == "scan" else 0
+        parts: list[tuple[list[Any], list[Any]]] = [([], []) for _ in lanes]
         pos = 0
-        k = self.scan_k if self.dispatch == "scan" else 1
         while pos < total:
-            width = k if pos + k <= total else 1
-            for s in range(len(members)):
-                if width > 1:
-                    members[s], m = self._scan(members[s], idx[s, pos : pos + width], self.data, self.class_weights)
-                    m = {key: v.sum(axis=0) for key, v in m.items()}
+            chunk = k > 0 and pos + k <= total
+            for i, idx in enumerate(lane_idx):
+                if chunk:
+                    lanes[i], m = self._scan(
+                        lanes[i], idx[..., pos : pos + k, :], self.data, self.class_weights
+                    )
+                    parts[i][1].append(m)
                 else:
-                    members[s], m = self._step(members[s], idx[s, pos], self.data, self.class_weights)
-                sums[s] = _accumulate(sums[s], m)
-            pos += width
-        return _stack(members), _stack([{key: v / total for key, v in m.items()} for m in sums])
+                    lanes[i], m = self._step(
+                        lanes[i], idx[..., pos, :], self.data, self.class_weights
+                    )
+                    parts[i][0].append(m)
+            pos += k if chunk else 1
+        return lanes, [_mean_metrics(steps, chunks, total) for steps, chunks in parts]
 
     def predict(self, state: TrainState, split: data_lib.BeatData) -> np.ndarray:
         """Per-seed class probabilities ``(S, N, C)`` on a split, in fixed-size chunks."""
         dev = to_device(split, self.use_context)
         n = int(dev.y.shape[0])
         chunk = min(int(self.config.train.eval_batch_size), max(n, 1))
+        vmapped = self.strategy in ("vmap", "wide")
+        params = [] if vmapped else _unstack(state.params, len(self.seeds))
+        stats = [] if vmapped else _unstack(state.batch_stats, len(self.seeds))
         out = []
         for start in range(0, n, chunk):
             x = _pad_to(dev.x[start : start + chunk], chunk)
-            ctx = None if dev.context is None else _pad_to(dev.context[start : start + chunk], chunk)
-            if self.strategy == "vmap":
+            ctx = (
+                None if dev.context is None else _pad_to(dev.context[start : start + chunk], chunk)
+            )
+            if vmapped:
                 probs = self._predict(state.params, state.batch_stats, x, ctx)
             else:
-                params = _unstack(state.params, len(self.seeds))
-                stats = _unstack(state.batch_stats, len(self.seeds))
-                probs = jnp.stack([self._predict(p, b, x, ctx) for p, b in zip(params, stats, strict=True)])
+                probs = jnp.stack(
+                    [self._predict(p, b, x, ctx) for p, b in zip(params, stats, strict=True)]
+                )
             out.append(np.asarray(probs)[:, : min(chunk, n - start)])
-        return np.concatenate(out, axis=1) if out else np.zeros((len(self.seeds), 0, self.num_classes))
+        if not out:
+            return np.zeros((len(self.seeds), 0, self.num_classes))
+        return np.concatenate(out, axis=1)
+
+    def program_memory(self, state: TrainState) -> int | None:
+        """Compile the programs an epoch calls (if not yet) and return the bytes XLA plans for
+        the largest, plus the members a loop keeps idle meanwhile; ``None`` where the backend
+        gives no memory analysis. The benchmark times this call as the compile time."""
+        k = self.scan_k
+        idx = np.zeros((len(self.seeds), k, self.batch_size), np.int32)
+        lane = state if self.stacked else jax.tree.map(lambda a: a[0], state)
+        lane_idx = idx if self.stacked else idx[0]
+        calls = []
+        if self.dispatch == "python" or self.steps % k:
+            calls.append((self._step, lane_idx[..., 0, :]))
+        if self.dispatch == "scan" and self.steps >= k:
+            calls.append((self._scan, lane_idx))
+        sizes = [planned_bytes(fn, lane, i, self.data, self.class_weights) for fn, i in calls]
+        known = [size for size in sizes if size is not None]
+        if len(known) < len(sizes):
+            return None
+        idle = 0 if self.stacked else _nbytes(lane) * (len(self.seeds) - 1)
+        return max(known) + idle
+
+
+@functools.lru_cache(maxsize=16)
+def _indices_program(n: int, steps: int, batch: int) -> Any:
+    """Per-seed epoch indices ``(S, steps, batch)``, jitted once per data size and shape."""
+    return jax.jit(
+        jax.vmap(
+            lambda key, epoch, probs: epoch_indices(key, epoch, n, steps, batch, probs),
+            in_axes=(0, None, None),
+        )
+    )
+
+
+def _mean_metrics(steps: list[Any], chunks: list[Any], total: int) -> dict[str, jax.Array]:
+    """Mean over an epoch of per-step metrics (``(...)``) and scan chunks (``(..., k)``)."""
+    keys = (steps or chunks)[0].keys()
+    out = {}
+    for key in keys:
+        acc = jnp.stack([m[key] for m in steps]).sum(0) if steps else jnp.zeros(())
+        if chunks:
+            acc = acc + jnp.concatenate([m[key] for m in chunks], axis=-1).sum(-1)
+        out[key] = acc / total
+    return out
+
+
+def _nbytes(tree: Any) -> int:
+    return sum(int(a.size) * a.dtype.itemsize for a in jax.tree.leaves(tree))
 
 
 def _placeholder(num_classes: int, context_dim: int | None) -> data_lib.BeatData:
@@ -224,7 +264,9 @@ def _placeholder(num_classes: int, context_dim: int | None) -> data_lib.BeatData
     y = np.arange(num_classes, dtype=np.int32)
     ctx = None if context_dim is None else np.zeros((num_classes, context_dim), np.float32)
     x = np.zeros((num_classes, data_lib.FEATURE_LEN), np.float32)
-    return data_lib.BeatData(x=x, y=y, num_classes=num_classes, source="(inference only)", context=ctx)
+    return data_lib.BeatData(
+        x=x, y=y, num_classes=num_classes, source="(inference only)", context=ctx
+    )
 
 
 def _unstack(tree: Any, n: int) -> list[Any]:
@@ -233,10 +275,6 @@ def _unstack(tree: Any, n: int) -> list[Any]:
 
 def _stack(trees: list[Any]) -> Any:
     return jax.tree.map(lambda *a: jnp.stack(a), *trees)
-
-
-def _accumulate(sums: dict[str, jax.Array], new: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    return {k: sums[k] + v if k in sums else v for k, v in new.items()}
 
 
 def _pad_to(a: jax.Array, size: int) -> jax.Array:

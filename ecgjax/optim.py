@@ -16,7 +16,9 @@ import optax
 
 _HPARAMS = ("learning_rate", "weight_decay")
 _INJECT_TYPES = tuple(
-    getattr(optax, n) for n in ("InjectHyperparamsState", "InjectStatefulHyperparamsState") if hasattr(optax, n)
+    getattr(optax, n)
+    for n in ("InjectHyperparamsState", "InjectStatefulHyperparamsState")
+    if hasattr(optax, n)
 )
 
 
@@ -54,7 +56,9 @@ def make_optimizer(
         warmup = min(total - 1, steps_per_epoch * int(optim_cfg.warmup_epochs))
         parts.append(optax.scale_by_schedule(_cosine_multiplier(warmup, total)))
     elif optim_cfg.schedule not in ("constant", "plateau"):
-        raise ValueError(f"unknown schedule {optim_cfg.schedule!r}; choose constant, cosine or plateau")
+        raise ValueError(
+            f"unknown schedule {optim_cfg.schedule!r}; choose constant, cosine or plateau"
+        )
     return optax.chain(*parts)
 
 

@@ -21,6 +21,7 @@ import optax
 from jaxtyping import Array, Float, Int
 
 from ecgjax.augment import augment_batch
+from ecgjax.wide import convs_as_matmuls
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -43,12 +44,17 @@ class DeviceData(flax.struct.PyTreeNode):
 
 @dataclass(frozen=True)
 class StepFns:
-    """The static pieces a step closes over (shapes and code, never tuned floats)."""
+    """The static pieces a step closes over (shapes and code, never tuned floats).
+
+    ``wide`` computes convolutions as im2col + matmul (:mod:`ecgjax.wide`): the same numbers,
+    but a vmap over seeds then gives batched matmuls instead of grouped convolutions.
+    """
 
     model: nn.Module
     tx: optax.GradientTransformation
     loss_fn: Callable[[Array, Array, Array], Array]
     augment_cfg: ml_collections.ConfigDict
+    wide: bool = False
 
 
 def create_train_state(
@@ -89,9 +95,15 @@ def train_step(
 
     def loss_of(params: Any) -> tuple[Array, tuple[Any, Array]]:
         variables = {"params": params, "batch_stats": state.batch_stats}
-        logits, updates = fns.model.apply(
-            variables, x, ctx, train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"]
-        )
+        with convs_as_matmuls(fns.wide):
+            logits, updates = fns.model.apply(
+                variables,
+                x,
+                ctx,
+                train=True,
+                rngs={"dropout": dropout_key},
+                mutable=["batch_stats"],
+            )
         return fns.loss_fn(logits, y, class_weights), (updates, logits)
 
     (loss, (updates, logits)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
@@ -122,10 +134,16 @@ def scan_steps(
 
 
 def predict_probs(
-    params: Any, batch_stats: Any, x: Float[Array, "b 192 1"], ctx: Array | None, model: nn.Module
+    params: Any,
+    batch_stats: Any,
+    x: Float[Array, "b 192 1"],
+    ctx: Array | None,
+    model: nn.Module,
+    wide: bool = False,
 ) -> Float[Array, "b c"]:
-    """Class probabilities of one model in inference mode."""
-    logits = model.apply({"params": params, "batch_stats": batch_stats}, x, ctx, train=False)
+    """Class probabilities of one model in inference mode (``wide``: see :class:`StepFns`)."""
+    with convs_as_matmuls(wide):
+        logits = model.apply({"params": params, "batch_stats": batch_stats}, x, ctx, train=False)
     return jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1)
 
 

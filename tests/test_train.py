@@ -15,6 +15,7 @@ from ecgjax import data as data_lib
 from ecgjax.config import base_config
 from ecgjax.engine import Ensemble, NonFiniteLossError
 from ecgjax.run import run_training
+from ecgjax.strategy import DISPATCHES, STRATEGIES
 from ecgjax.synthetic import make_beats
 
 
@@ -107,8 +108,8 @@ def test_every_strategy_gives_the_same_numbers(
 
 def test_auto_strategy_on_cpu_is_measured_or_loop() -> None:
     ens = Ensemble(small_config(), beats(), [0, 1])
-    assert ens.strategy in ("vmap", "loop", "sequential")
-    assert ens.dispatch in ("python", "scan")
+    assert ens.strategy in STRATEGIES  # whatever report/bench/auto.json measured as fastest
+    assert ens.dispatch in DISPATCHES
 
 
 def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:

@@ -1,0 +1,66 @@
+"""Benchmark seed-ensemble training per strategy and dispatch; optionally update auto.json.
+
+uv run scripts/bench.py                      # full: 3 models x 1,2,4,8 seeds (~8 min, 2-core CPU)
+uv run scripts/bench.py --write_auto         # ... and store the winners for strategy=auto
+uv run scripts/bench.py --quick --write_auto # 1 and 8 seeds, 3 repeats (~2-3 min on a GPU)
+uv run scripts/bench.py --models=cnn2d --seeds=1,8 --steps=32 --repeats=7
+"""
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from absl import app, flags
+from rich.console import Console
+
+from ecgjax import bench, bench_report, paths
+from ecgjax.strategy import write_cache
+
+_MODELS = flags.DEFINE_list("models", list(bench.REFERENCE_CONFIGS), "Model names or config paths.")
+_SEEDS = flags.DEFINE_list("seeds", None, "Seed counts (default 1,2,4,8; quick 1,8).")
+_STRATEGIES = flags.DEFINE_list("strategies", None, "Ensemble strategies (default: all).")
+_DISPATCHES = flags.DEFINE_list("dispatches", None, "Step dispatches (default: python,scan).")
+_BATCH = flags.DEFINE_integer("batch", 0, "Batch size per seed; 0 = each config's own.")
+_STEPS = flags.DEFINE_integer("steps", None, "Optimizer steps per seed per timed repeat.")
+_REPEATS = flags.DEFINE_integer(
+    "repeats", None, "Timed repeats per case (first one decides pruning)."
+)
+_QUICK = flags.DEFINE_bool("quick", False, "Short run: 1 and 8 seeds, 3 repeats (device check).")
+_OUT = flags.DEFINE_string("out", None, "Folder for the result JSON (default report/bench).")
+_WRITE_AUTO = flags.DEFINE_bool(
+    "write_auto", False, "Merge the winners into report/bench/auto.json."
+)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    # Wide table even in a log file; the engine's per-ensemble strategy line is noise here.
+    console = Console(width=None if Console().is_terminal else 150)
+    logging.getLogger("ecgjax.engine").setLevel(logging.WARNING)
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)
+    options = bench.Options.quick() if _QUICK.value else bench.Options()
+    changes: dict = {"models": tuple(_MODELS.value), "batch": _BATCH.value}
+    if _SEEDS.value:
+        changes["seeds"] = tuple(int(s) for s in _SEEDS.value)
+    if _STRATEGIES.value:
+        changes["strategies"] = changes["strategies_at_one"] = tuple(_STRATEGIES.value)
+    if _DISPATCHES.value:
+        changes["dispatches"] = tuple(_DISPATCHES.value)
+    for name, flag in (("steps", _STEPS), ("repeats", _REPEATS)):
+        if flag.value is not None:
+            changes[name] = flag.value
+    options = dataclasses.replace(options, **changes)
+    result = bench.run(options, log=console.print)
+    out_dir = paths.report_dir() / "bench" if _OUT.value is None else Path(_OUT.value)
+    path = bench_report.write(result, out_dir)
+    console.print(bench_report.table(result))
+    for line in bench_report.verdict(result):
+        console.print(line)
+    console.print(f"{bench_report.TORCH_NOTE}.\nJSON: {path}")
+    if _WRITE_AUTO.value:
+        auto = write_cache(bench_report.auto_entries(result, str(path)), result["backend"])
+        console.print(f"auto.json updated: {auto}")
+
+
+if __name__ == "__main__":
+    app.run(main)
