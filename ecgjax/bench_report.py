@@ -15,6 +15,8 @@ from typing import Any
 import jax
 from rich.table import Table
 
+from ecgjax import paths
+
 # DESIGN.md: PyTorch 2.13 (CPU build) on the project's 2-core CPU, batch 32, one full Adam step.
 TORCH_REFERENCE = {"cnn2d": 2759.0, "transformer": 662.0}
 TORCH_NOTE = (
@@ -84,7 +86,11 @@ def result_json(cases: list[dict[str, Any]], options: dict[str, Any], wall_s: fl
 
 
 def auto_entries(result: dict[str, Any], json_path: str) -> dict[str, dict[str, Any]]:
-    """Winners per model in the ``report/bench/auto.json`` layout read by ``strategy.choose``."""
+    """Winners per model in the ``report/bench/auto.json`` layout read by ``strategy.choose``
+    (the result file is named relative to the project, so the cache holds no machine paths)."""
+    path = Path(json_path).resolve()
+    if path.is_relative_to(paths.PROJECT_ROOT):
+        json_path = str(path.relative_to(paths.PROJECT_ROOT))
     out = {}
     for model, entry in result["summary"].items():
         by_seeds = {
