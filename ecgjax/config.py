@@ -84,7 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.early_stop_patience = 0  # epochs without improvement; 0 = off
 
     c.ensemble = ml_collections.ConfigDict()
-    c.ensemble.strategy = "auto"  # auto | vmap | loop | sequential
+    c.ensemble.strategy = "auto"  # auto | vmap | wide | unrolled | loop | sequential
     c.ensemble.dispatch = "auto"  # auto | python | scan
     c.ensemble.scan_steps = 8
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -245,7 +246,7 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level="warning")
+        ray.init(address=address, logging_level=logging.WARNING)
         return True
     ray.init(
         num_cpus=num_cpus,
@@ -253,7 +254,7 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
         dashboard_host="127.0.0.1",
         _node_ip_address="127.0.0.1",
         configure_logging=True,
-        logging_level="warning",
+        logging_level=logging.WARNING,
     )
     return True
 

@@ -41,7 +41,7 @@ def trial_rows(
     keys = metric_keys(str(config.tune.metric))
     sign = 1.0 if config.tune.mode == "max" else -1.0
     rows = []
-    for result in grid:
+    for result in (grid[i] for i in range(len(grid))):
         trial_id = Path(result.path).name
         row: dict[str, Any] = {
             "trial_id": trial_id,

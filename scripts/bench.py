@@ -1,8 +1,8 @@
 """Benchmark seed-ensemble training per strategy and dispatch; optionally update auto.json.
 
-uv run scripts/bench.py                      # full: 3 models x 1,2,4,8 seeds (~8 min, 2-core CPU)
+uv run scripts/bench.py                      # full: 3 models x 1,2,4,8 seeds (~10 min, 2-core CPU)
 uv run scripts/bench.py --write_auto         # ... and store the winners for strategy=auto
-uv run scripts/bench.py --quick --write_auto # 1 and 8 seeds, 3 repeats (~2-3 min on a GPU)
+uv run --extra cuda scripts/bench.py --quick --write_auto   # 1 and 8 seeds (~2-4 min, GPU)
 uv run scripts/bench.py --models=cnn2d --seeds=1,8 --steps=32 --repeats=7
 """
 

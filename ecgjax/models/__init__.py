@@ -13,6 +13,8 @@ its running statistics in ``batch_stats``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import ml_collections
 
@@ -25,7 +27,7 @@ from ecgjax.models.transformer import Transformer
 
 INPUT_LEN = 192
 
-MODELS: dict[str, type[nn.Module]] = {
+MODELS: dict[str, Any] = {  # module classes, each with from_config(cfg, num_classes)
     "cnn2d": CNN2D,
     "transformer": Transformer,
     "kachuee": Kachuee,

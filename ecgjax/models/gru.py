@@ -7,6 +7,8 @@ turn the beat into 48 local-shape tokens; the recurrence then only models their 
 
 from __future__ import annotations
 
+from typing import cast
+
 import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
@@ -60,9 +62,9 @@ class GRU(nn.Module):
                 h = nn.Dropout(self.dropout, deterministic=not train)(h)
             forward = nn.RNN(nn.GRUCell(self.hidden))
             if self.bidirectional:
-                h = nn.Bidirectional(forward, nn.RNN(nn.GRUCell(self.hidden)))(h)
+                h = cast(Array, nn.Bidirectional(forward, nn.RNN(nn.GRUCell(self.hidden)))(h))
             else:
-                h = forward(h)
+                h = cast(Array, forward(h))  # without return_carry an RNN returns the outputs
         # The forward direction's last state has read the whole beat; the mean keeps every
         # step's evidence (the last state alone has just read the zero-padded tail).
         h = jnp.concatenate([h.mean(axis=1), h[:, -1]], axis=-1)
