@@ -19,6 +19,7 @@ import flax.linen as nn
 import ml_collections
 
 from ecgjax.models.cnn2d import CNN2D
+from ecgjax.models.common import config_fields
 from ecgjax.models.gru import GRU
 from ecgjax.models.inception import Inception
 from ecgjax.models.kachuee import Kachuee
@@ -27,7 +28,7 @@ from ecgjax.models.transformer import Transformer
 
 INPUT_LEN = 192
 
-MODELS: dict[str, Any] = {  # module classes, each with from_config(cfg, num_classes)
+MODELS: dict[str, Any] = {  # module classes; from_config where a model validates more
     "cnn2d": CNN2D,
     "transformer": Transformer,
     "kachuee": Kachuee,
@@ -57,7 +58,10 @@ def create_model(model_cfg: ml_collections.ConfigDict, num_classes: int) -> nn.M
         raise ValueError(f"unknown model.name {name!r}; choose one of {model_names()}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    return MODELS[name].from_config(model_cfg, num_classes)
+    cls = MODELS[name]
+    if hasattr(cls, "from_config"):  # models with checks of their own (heads, pool, se_ratio)
+        return cls.from_config(model_cfg, num_classes)
+    return cls(**config_fields(cls, model_cfg, num_classes))
 
 
 __all__ = ["INPUT_LEN", "MODELS", "create_model", "model_names"]

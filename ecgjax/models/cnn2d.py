@@ -12,7 +12,7 @@ import flax.linen as nn
 import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, check_norm, config_fields, make_norm
+from ecgjax.models.common import ContextFusion, config_fields, make_norm
 
 POOLS = ("flatten", "global")
 
@@ -58,7 +58,6 @@ class CNN2D(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> CNN2D:
-        check_norm(cfg.norm)
         if cfg.pool not in POOLS:
             raise ValueError(f"model.pool must be one of {POOLS}, got {cfg.pool!r}")
         return cls(**config_fields(cls, cfg, num_classes))

@@ -26,6 +26,8 @@ def config_fields(module_cls: type[nn.Module], cfg: Any, num_classes: int) -> di
     """
     skip = {"num_classes", "parent", "name"}  # flax's own fields; model.name is the registry key
     names = {f.name for f in dataclasses.fields(module_cls)} - skip
+    if "norm" in names:
+        check_norm(cfg.norm)  # fail at creation (a failed Tune trial), not inside jit
     return {"num_classes": num_classes, **{k: cfg[k] for k in sorted(names) if k in cfg}}
 
 

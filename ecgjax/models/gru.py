@@ -11,10 +11,9 @@ from typing import cast
 
 import flax.linen as nn
 import jax.numpy as jnp
-import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, check_norm, config_fields, make_norm
+from ecgjax.models.common import ContextFusion, make_norm
 
 
 class GRU(nn.Module):
@@ -39,11 +38,6 @@ class GRU(nn.Module):
     norm: str = "none"
     bidirectional: bool = True
     rr_context: bool = False
-
-    @classmethod
-    def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> GRU:
-        check_norm(cfg.norm)
-        return cls(**config_fields(cls, cfg, num_classes))
 
     @nn.compact
     def __call__(

@@ -19,10 +19,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, check_norm, config_fields, make_norm
+from ecgjax.models.common import ContextFusion, make_norm
 
 
 class InceptionModule(nn.Module):
@@ -75,11 +74,6 @@ class Inception(nn.Module):
     dropout: float = 0.0
     norm: str = "batch"
     rr_context: bool = False
-
-    @classmethod
-    def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> Inception:
-        check_norm(cfg.norm)
-        return cls(**config_fields(cls, cfg, num_classes))
 
     @nn.compact
     def __call__(

@@ -10,10 +10,9 @@ head stays small. ``model.hidden`` is the filter count (32 in the paper) and
 from __future__ import annotations
 
 import flax.linen as nn
-import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, check_norm, config_fields, make_norm
+from ecgjax.models.common import ContextFusion, make_norm
 
 NUM_RES_BLOCKS = 5
 
@@ -36,11 +35,6 @@ class Kachuee(nn.Module):
     dropout: float = 0.0
     norm: str = "none"
     rr_context: bool = False
-
-    @classmethod
-    def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> Kachuee:
-        check_norm(cfg.norm)
-        return cls(**config_fields(cls, cfg, num_classes))
 
     @nn.compact
     def __call__(

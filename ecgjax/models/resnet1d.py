@@ -16,7 +16,7 @@ import flax.linen as nn
 import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, check_norm, config_fields, make_norm
+from ecgjax.models.common import ContextFusion, config_fields, make_norm
 
 
 class SqueezeExcite(nn.Module):
@@ -80,7 +80,6 @@ class ResNet1D(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> ResNet1D:
-        check_norm(cfg.norm)
         if cfg.se_ratio < 0:
             raise ValueError(f"model.se_ratio must be >= 0 (0 = off), got {cfg.se_ratio}")
         return cls(**config_fields(cls, cfg, num_classes))
