@@ -6,9 +6,10 @@
 
 No patient is shared between train, validation and test, so this measures what a model does
 for a new patient. Beat shape alone generalises poorly for S beats, which are recognised by
-being premature; the ``rr`` variant fuses RR-interval features (previous/next/local/record
-RR and their ratios) before the dense head. Q is (almost) absent from DS1, so report N/S/V/F.
-Expected on a 2-core CPU: ~10 minutes for 3 seeds; DS2 S recall rises markedly with ``rr``.
+being premature; the ``rr`` variant adds a rhythm branch on nine RR-interval features
+(previous/next/local/record RR and their ratios, see ``ecgjax/rr.py``) concatenated before
+the dense head. Q is (almost) absent from DS1, so report N/S/V/F.
+Expected on a 2-core CPU: 2-4 minutes for 3 seeds; see ``report/rr_study`` for what ``rr`` buys.
 """
 
 import ml_collections
@@ -64,4 +65,5 @@ def get_search_space(tune):
         "optim.learning_rate": tune.loguniform(5e-4, 5e-3),
         "loss.class_weight_power": tune.uniform(0.0, 1.0),
         "model.dropout": tune.uniform(0.0, 0.3),
+        "model.rr_beat_dropout": tune.uniform(0.0, 0.5),
     }

@@ -44,7 +44,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.pool = "flatten"  # flatten | global  (cnn2d head)
     c.model.kernel_size = 5
     c.model.se_ratio = 4
-    c.model.rr_context = False
+    c.model.rr_context = False  # fuse R-R (rhythm) features; needs record/sample columns
+    c.model.rr_width = 32  # rhythm branch width (models.common.ContextFusion)
+    c.model.rr_beat_dropout = 0.0  # modality dropout of the beat embedding, rr_context only
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "ce"  # ce | weighted_ce | focal | weighted_focal

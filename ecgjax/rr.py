@@ -14,6 +14,10 @@ Definitions (per record, beats sorted by ``sample``; intervals in seconds):
 - ``rr_record``: mean interval of the whole record.
 - ``ratio_prev_local``: ``rr_prev / rr_local`` (below 1 for a premature beat).
 - ``ratio_next_prev``: ``rr_next / rr_prev`` (above 1 after a premature beat: the pause).
+- ``ratio_prev_record``, ``ratio_next_record``, ``ratio_local_record``: ``rr_prev``,
+  ``rr_next`` and ``rr_local`` divided by ``rr_record``. The patient's own rate is the
+  reference a cardiologist uses; these make "early" comparable across patients whose rates
+  differ (the normalised R-R features of Mondejar-Guerra et al. 2019).
 
 A record with a single beat has no interval at all; its intervals are the median interval of
 the whole dataset (1.0 s if no record has two beats) and its ratios are 1. Intervals used as
@@ -33,6 +37,9 @@ RR_FEATURES = (
     "rr_record",
     "ratio_prev_local",
     "ratio_next_prev",
+    "ratio_prev_record",
+    "ratio_next_record",
+    "ratio_local_record",
 )
 
 
@@ -48,7 +55,7 @@ def rr_features(
         local_window: number of beats in the local-mean window.
 
     Returns:
-        float32 ``(N, 6)`` in the order of :data:`RR_FEATURES`, rows in the input order.
+        float32 ``(N, 9)`` in the order of :data:`RR_FEATURES`, rows in the input order.
     """
     record = np.asarray(record).astype(str)
     sample = np.asarray(sample, dtype=np.float64)
@@ -79,7 +86,7 @@ def _record_features(t: np.ndarray, fallback: float, floor: float, window: int) 
     n = len(t)
     feats = np.empty((n, len(RR_FEATURES)), dtype=np.float64)
     if n == 1:
-        feats[:] = [fallback, fallback, fallback, fallback, 1.0, 1.0]
+        feats[:] = [fallback] * 4 + [1.0] * 5
         return feats
     d = np.diff(t)
     prev = np.r_[d[0], d]
@@ -95,4 +102,5 @@ def _record_features(t: np.ndarray, fallback: float, floor: float, window: int) 
     feats[:, 3] = d.mean()
     feats[:, 4] = prev / np.maximum(local, floor)
     feats[:, 5] = nxt / np.maximum(prev, floor)
+    feats[:, 6:9] = feats[:, [0, 1, 2]] / max(d.mean(), floor)
     return feats

@@ -76,7 +76,7 @@ def analyse(out_dir: Path, *, n_boot: int = 2000, journal_entry: bool = False) -
             boot_lines.append(
                 f"| {protocol} | {m} (ensemble) | {t['value_b']:.3f} | {t['value_a']:.3f} | {t['diff']:+.3f} | [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}] |"
             )
-    text = "\n".join(lines + boot_lines) + "\n"
+    text = "\n".join(lines + boot_lines + _by_record(result, preds)) + "\n"
     (out_dir / "analysis.md").write_text(text)
     (out_dir / "analysis.json").write_text(json.dumps(result, indent=2, default=float))
     _figure(result, out_dir / "rr_recall.png")
@@ -84,6 +84,38 @@ def analyse(out_dir: Path, *, n_boot: int = 2000, journal_entry: bool = False) -
     if journal_entry:
         _journal(result, out_dir)
     return result
+
+
+def _by_record(result: dict[str, Any], preds: Any, min_beats: int = 20) -> list[str]:
+    """S recall per test record with at least ``min_beats`` S beats (ensemble predictions).
+
+    Why: S beats cluster in few patients (on DS2 one record, 232, holds three quarters of
+    them), so a pooled S recall can move with one patient; this shows which.
+    """
+    out = [
+        "",
+        "| protocol | record | S beats | S rec beat | S rec beat+rr |",
+        "|---|---|---|---|---|",
+    ]
+    for protocol, res in result["protocols"].items():
+        if f"{protocol}/record" not in preds.files:
+            continue
+        y, record = preds[f"{protocol}/y"], preds[f"{protocol}/record"]
+        pred = {
+            arm: np.asarray(preds[f"{protocol}/{arm}/probs"], np.float32).mean(axis=0).argmax(-1)
+            for arm in ("beat", "beat+rr")
+        }
+        rows = {}
+        for r in np.unique(record[y == 1]):
+            m = (record == r) & (y == 1)
+            if m.sum() >= min_beats:
+                rec = {arm: float((p[m] == 1).mean()) for arm, p in pred.items()}
+                rows[str(r)] = {"s_beats": int(m.sum()), **rec}
+                out.append(
+                    f"| {protocol} | {r} | {m.sum()} | {rec['beat']:.3f} | {rec['beat+rr']:.3f} |"
+                )
+        res["s_recall_by_record"] = rows
+    return out if len(out) > 3 else []
 
 
 def _figure(result: dict[str, Any], path: Path) -> None:

@@ -64,6 +64,8 @@ def train_arms(
             key = f"{protocol}/{arm}"
             arrays[f"{key}/probs"] = result.test_probs.astype(np.float16)
             arrays[f"{protocol}/y"] = splits.test.y
+            if splits.test.record is not None:  # per-patient breakdown in the analysis
+                arrays[f"{protocol}/record"] = splits.test.record.astype(str)
             arms[key] = {
                 "protocol": protocol,
                 "arm": arm,

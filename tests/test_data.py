@@ -13,6 +13,7 @@ import pytest
 from ecgjax import data as D
 from ecgjax.config import base_config
 from ecgjax.data import BeatData, DataError, load_parquet, write_parquet
+from ecgjax.rr import RR_FEATURES
 from ecgjax.synthetic import make_beats, make_records
 
 
@@ -43,7 +44,11 @@ def test_roundtrip_keeps_everything(tmp_path):
     np.testing.assert_array_equal(got.x, x)
     np.testing.assert_array_equal(got.y, y)
     assert list(got.record) == list(record) and list(got.symbol) == list(symbol)
-    assert got.context.shape == (len(y), 6) and got.source == str(path) and len(got) == len(y)
+    assert (
+        got.context.shape == (len(y), len(RR_FEATURES))
+        and got.source == str(path)
+        and len(got) == len(y)
+    )
     sub = got.subset(np.array([3, 1]))
     assert sub.record is not None and sub.context is not None
     assert len(sub) == 2 and sub.record[0] == got.record[3]

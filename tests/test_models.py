@@ -9,6 +9,7 @@ import pytest
 
 from ecgjax.config import base_config
 from ecgjax.models import create_model, model_names
+from ecgjax.models.common import ContextFusion
 
 NUM_CLASSES = 5
 BATCH = 3
@@ -133,3 +134,43 @@ def test_context_changes_output_when_on():
     a = model.apply(v, x, jnp.zeros((2, 3)), train=False)
     b = model.apply(v, x, jnp.ones((2, 3)), train=False)
     assert not np.allclose(a, b)
+
+
+def test_fusion_logs_context_and_stays_finite_at_zero():
+    fusion = ContextFusion(True, width=4)
+    h = jnp.ones((2, 3))
+    ctx = jnp.array([[1.0, 1.0], [0.0, 2.0]])  # a zero interval must not give -inf
+    v = fusion.init(jax.random.key(0), h, ctx, train=False)
+    out = fusion.apply(v, h, ctx, train=False)
+    assert out.shape == (2, 3 + 4) and bool(jnp.isfinite(out).all())
+    # The normal rhythm (all ratios 1) is log 0: the branch sees only its biases.
+    proj = v["params"]["context_proj"]
+    first = jax.nn.relu(proj["bias"])
+    np.testing.assert_allclose(
+        out[0, 3:],
+        jax.nn.relu(
+            first @ v["params"]["context_hidden"]["kernel"] + v["params"]["context_hidden"]["bias"]
+        ),
+        rtol=1e-6,
+    )
+
+
+def test_beat_dropout_drops_whole_beat_embeddings_only_in_training():
+    fusion = ContextFusion(True, width=4, beat_dropout=0.5)
+    h = jnp.ones((400, 6))
+    ctx = jnp.ones((400, 2))
+    v = fusion.init(jax.random.key(0), h, ctx, train=False)
+    out = fusion.apply(v, h, ctx, train=True, rngs={"dropout": jax.random.key(1)})
+    beat = np.asarray(out[:, :6])
+    rows = beat.sum(axis=1)
+    assert set(np.unique(rows)) <= {0.0, 6.0}  # a whole embedding is kept or dropped
+    assert 0.4 < (rows == 0).mean() < 0.6
+    np.testing.assert_allclose(out[:, 6:], fusion.apply(v, h, ctx, train=False)[:, 6:])
+    np.testing.assert_allclose(fusion.apply(v, h, ctx, train=False)[:, :6], h)
+
+
+def test_bad_rhythm_branch_settings_raise():
+    with pytest.raises(ValueError, match=r"model\.rr_beat_dropout"):
+        create_model(model_cfg("resnet1d", rr_beat_dropout=1.0), NUM_CLASSES)
+    with pytest.raises(ValueError, match=r"model\.rr_width"):
+        create_model(model_cfg("gru", rr_width=0), NUM_CLASSES)

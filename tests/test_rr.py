@@ -13,14 +13,23 @@ from ecgjax.synthetic import make_beats, make_records
 SAMPLES = np.array([0, 100, 200, 260, 400])
 EXPECTED = np.array(
     [
-        # prev, next, local (window 2: this and previous beat), record, prev/local, next/prev
-        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],  # first beat: prev := next
-        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-        [1.0, 0.6, 1.0, 1.0, 1.0, 0.6],
-        [0.6, 1.4, 0.8, 1.0, 0.75, 1.4 / 0.6],
-        [1.4, 1.4, 1.0, 1.0, 1.4, 1.0],  # last beat: next := prev
+        # prev, next, local (window 2: this and previous beat), record, prev/local, next/prev,
+        # then prev, next and local over the record mean (1.0 s here, so equal to the intervals)
+        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],  # first beat: prev := next
+        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+        [1.0, 0.6, 1.0, 1.0, 1.0, 0.6, 1.0, 0.6, 1.0],
+        [0.6, 1.4, 0.8, 1.0, 0.75, 1.4 / 0.6, 0.6, 1.4, 0.8],
+        [1.4, 1.4, 1.0, 1.0, 1.4, 1.0, 1.4, 1.4, 1.0],  # last beat: next := prev
     ]
 )
+
+
+def test_record_ratios_divide_by_the_record_mean():
+    # Same rhythm at twice the period: intervals double, every ratio stays the same.
+    got = rr_features(np.array(["slow"] * 5), SAMPLES * 2, fs=100.0, local_window=2)
+    scaled = EXPECTED.copy()
+    scaled[:, :4] *= 2
+    np.testing.assert_allclose(got, scaled, rtol=1e-6)
 
 
 def test_hand_made_record_matches_hand_computed_values():
@@ -51,12 +60,15 @@ def test_single_beat_record_gets_dataset_median_and_never_nan():
     record = np.array(["a"] * 5 + ["lonely"], dtype=object)
     sample = np.r_[SAMPLES, 7]
     got = rr_features(record, sample, fs=100.0, local_window=2)
-    np.testing.assert_allclose(got[5], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # median of 1,1,.6,1.4
+    np.testing.assert_allclose(got[5], [1.0] * 9)  # intervals: median of 1,1,.6,1.4
     only = rr_features(np.array(["x"]), np.array([5]))
-    np.testing.assert_allclose(only[0], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(only[0], [1.0] * 9)
     dup = rr_features(np.array(["d"] * 3), np.array([10, 10, 10]))
     assert np.isfinite(dup).all()
-    assert rr_features(np.array([], dtype=object), np.array([], dtype=np.int64)).shape == (0, 6)
+    assert rr_features(np.array([], dtype=object), np.array([], dtype=np.int64)).shape == (
+        0,
+        len(RR_FEATURES),
+    )
 
 
 def test_parquet_with_record_and_sample_gets_context(tmp_path):

@@ -46,6 +46,7 @@ class CNN2D(nn.Module):
         norm: ``none`` | ``batch`` | ``layer`` inside the conv blocks.
         pool: ``flatten`` (reference) or ``global`` average pooling before the head.
         rr_context: fuse ``context`` before the dense head.
+        rr_width, rr_beat_dropout: the rhythm branch (see ``ContextFusion``).
     """
 
     num_classes: int
@@ -55,6 +56,8 @@ class CNN2D(nn.Module):
     norm: str = "none"
     pool: str = "flatten"
     rr_context: bool = False
+    rr_width: int = 32
+    rr_beat_dropout: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> CNN2D:
@@ -77,7 +80,9 @@ class CNN2D(nn.Module):
             h = ConvBlock(self.hidden, self.norm)(h, train=train)
         h = nn.max_pool(h, (2, 2), strides=(2, 2))
         h = h.reshape(h.shape[0], -1) if self.pool == "flatten" else h.mean(axis=(1, 2))
-        h = ContextFusion(self.rr_context)(h, context)
+        h = ContextFusion(self.rr_context, self.rr_width, self.rr_beat_dropout)(
+            h, context, train=train
+        )
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         h = nn.relu(nn.Dense(self.hidden)(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)

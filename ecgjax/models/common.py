@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -28,6 +29,8 @@ def config_fields(module_cls: type[nn.Module], cfg: Any, num_classes: int) -> di
     names = {f.name for f in dataclasses.fields(module_cls)} - skip
     if "norm" in names:
         check_norm(cfg.norm)  # fail at creation (a failed Tune trial), not inside jit
+    if "rr_context" in names:
+        check_fusion(cfg)
     return {"num_classes": num_classes, **{k: cfg[k] for k in sorted(names) if k in cfg}}
 
 
@@ -54,22 +57,42 @@ def make_norm(norm: str, train: bool) -> Callable[[Array], Array]:
 
 
 class ContextFusion(nn.Module):
-    """Concatenate a projected per-beat context (e.g. R-R intervals) onto pooled features.
+    """Fuse per-beat rhythm context (R-R features) with the pooled beat features.
 
-    The morphology of one beat cannot tell a premature beat from a normal one; the R-R
-    context can. A small Dense+ReLU lets the head combine the two on a common scale.
+    Why each part (measured in ``report/rr_study``): on new patients the morphology branch
+    alone misses almost every S beat, and a plain one-layer projection of the raw features
+    left the network leaning on shape, which fits the training patients' S beats by heart.
+
+    - ``log``: R-R features are positive, ratio-scale quantities (seconds, ratios); the log
+      centres the normal rhythm at 0 (ratio 1) and turns "30 % early" into the same step for
+      every heart rate. Inputs are floored at ``1e-3`` so a zero interval stays finite.
+    - two Dense+ReLU layers of ``width``: the rhythm gets its own small non-linear branch
+      (prematurity is an interaction: early *and* followed by a pause) instead of one
+      projection beside a much wider beat embedding.
+    - ``beat_dropout`` (modality dropout, Neverova et al. 2015): during training the whole
+      beat embedding of an example is zeroed with this probability, forcing the head to
+      classify from the rhythm alone too. Off by default: on the DS1 validation records
+      rates 0.3 and 0.5 lowered S recall (0.54 -> 0.49, 0.45); it stays tunable.
+
+    The output is the concatenation ``[beat, rhythm]`` fed to the model's dense head.
 
     Attributes:
         enabled: ``model.rr_context``; when False the context is ignored.
-        features: width of the context projection.
+        width: ``model.rr_width``, the rhythm branch width.
+        beat_dropout: ``model.rr_beat_dropout``, probability of dropping the beat embedding.
     """
 
     enabled: bool
-    features: int = 16
+    width: int = 32
+    beat_dropout: float = 0.0
 
     @nn.compact
     def __call__(
-        self, h: Float[Array, "batch d"], context: Float[Array, "batch f"] | None
+        self,
+        h: Float[Array, "batch d"],
+        context: Float[Array, "batch f"] | None,
+        *,
+        train: bool,
     ) -> Float[Array, "batch e"]:
         if not self.enabled:
             return h
@@ -78,5 +101,20 @@ class ContextFusion(nn.Module):
                 "model.rr_context is True but no context was passed to the model; "
                 "pass the R-R features as `context` or set model.rr_context=False"
             )
-        c = nn.relu(nn.Dense(self.features, name="context_proj")(context.astype(jnp.float32)))
+        c = jnp.log(jnp.maximum(context.astype(jnp.float32), 1e-3))
+        c = nn.relu(nn.Dense(self.width, name="context_proj")(c))
+        c = nn.relu(nn.Dense(self.width, name="context_hidden")(c))
+        if train and self.beat_dropout > 0:
+            keep = jax.random.bernoulli(
+                self.make_rng("dropout"), 1.0 - self.beat_dropout, (h.shape[0], 1)
+            )
+            h = h * keep
         return jnp.concatenate([h, c], axis=-1)
+
+
+def check_fusion(cfg: Any) -> None:
+    """Raise a clear error for impossible ``model.rr_*`` values (at creation, not in jit)."""
+    if cfg.get("rr_width", 32) < 1:
+        raise ValueError(f"model.rr_width must be >= 1, got {cfg.rr_width}")
+    if not 0.0 <= cfg.get("rr_beat_dropout", 0.0) < 1.0:
+        raise ValueError(f"model.rr_beat_dropout must be in [0, 1), got {cfg.rr_beat_dropout}")

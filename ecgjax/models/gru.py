@@ -28,6 +28,7 @@ class GRU(nn.Module):
         norm: ``none`` | ``batch`` | ``layer`` in the conv stem.
         bidirectional: also read the beat backwards (the padded tail comes first then).
         rr_context: fuse ``context`` after pooling.
+        rr_width, rr_beat_dropout: the rhythm branch (see ``ContextFusion``).
     """
 
     num_classes: int
@@ -38,6 +39,8 @@ class GRU(nn.Module):
     norm: str = "none"
     bidirectional: bool = True
     rr_context: bool = False
+    rr_width: int = 32
+    rr_beat_dropout: float = 0.0
 
     @nn.compact
     def __call__(
@@ -62,6 +65,8 @@ class GRU(nn.Module):
         # The forward direction's last state has read the whole beat; the mean keeps every
         # step's evidence (the last state alone has just read the zero-padded tail).
         h = jnp.concatenate([h.mean(axis=1), h[:, -1]], axis=-1)
-        h = ContextFusion(self.rr_context)(h, context)
+        h = ContextFusion(self.rr_context, self.rr_width, self.rr_beat_dropout)(
+            h, context, train=train
+        )
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return nn.Dense(self.num_classes)(h)

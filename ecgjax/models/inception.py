@@ -65,6 +65,7 @@ class Inception(nn.Module):
         dropout: rate before the head.
         norm: ``none`` | ``batch`` | ``layer`` after each module.
         rr_context: fuse ``context`` after pooling.
+        rr_width, rr_beat_dropout: the rhythm branch (see ``ContextFusion``).
     """
 
     num_classes: int
@@ -74,6 +75,8 @@ class Inception(nn.Module):
     dropout: float = 0.0
     norm: str = "batch"
     rr_context: bool = False
+    rr_width: int = 32
+    rr_beat_dropout: float = 0.0
 
     @nn.compact
     def __call__(
@@ -90,6 +93,8 @@ class Inception(nn.Module):
                 h = nn.Conv(y.shape[-1], (1,), use_bias=False)(h)
             h = nn.max_pool(nn.relu(h + y), (2,), strides=(2,))
         h = AttentionPool(max(self.hidden // 2, 4))(h)
-        h = ContextFusion(self.rr_context)(h, context)
+        h = ContextFusion(self.rr_context, self.rr_width, self.rr_beat_dropout)(
+            h, context, train=train
+        )
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return nn.Dense(self.num_classes)(h)

@@ -27,6 +27,7 @@ class Kachuee(nn.Module):
         dropout: rate before each dense layer.
         norm: ``none`` | ``batch`` | ``layer`` after each conv.
         rr_context: fuse ``context`` after flattening.
+        rr_width, rr_beat_dropout: the rhythm branch (see ``ContextFusion``).
     """
 
     num_classes: int
@@ -35,6 +36,8 @@ class Kachuee(nn.Module):
     dropout: float = 0.0
     norm: str = "none"
     rr_context: bool = False
+    rr_width: int = 32
+    rr_beat_dropout: float = 0.0
 
     @nn.compact
     def __call__(
@@ -60,7 +63,9 @@ class Kachuee(nn.Module):
             h = nn.relu(h + y)
             h = nn.max_pool(h, (5,), strides=(2,))
         h = h.reshape(h.shape[0], -1)
-        h = ContextFusion(self.rr_context)(h, context)
+        h = ContextFusion(self.rr_context, self.rr_width, self.rr_beat_dropout)(
+            h, context, train=train
+        )
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         h = nn.relu(nn.Dense(32)(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)

@@ -67,6 +67,7 @@ class ResNet1D(nn.Module):
         dropout: rate before the dense head.
         norm: ``none`` | ``batch`` | ``layer``.
         rr_context: fuse ``context`` after pooling.
+        rr_width, rr_beat_dropout: the rhythm branch (see ``ContextFusion``).
     """
 
     num_classes: int
@@ -77,6 +78,8 @@ class ResNet1D(nn.Module):
     dropout: float = 0.0
     norm: str = "batch"
     rr_context: bool = False
+    rr_width: int = 32
+    rr_beat_dropout: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> ResNet1D:
@@ -105,6 +108,8 @@ class ResNet1D(nn.Module):
                 se_ratio=self.se_ratio,
             )(h, train=train)
         h = h.mean(axis=1)
-        h = ContextFusion(self.rr_context)(h, context)
+        h = ContextFusion(self.rr_context, self.rr_width, self.rr_beat_dropout)(
+            h, context, train=train
+        )
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return nn.Dense(self.num_classes)(h)

@@ -62,6 +62,7 @@ class Transformer(nn.Module):
         num_blocks: encoder blocks.
         dropout: rate after adding the positional encoding (as in the reference).
         rr_context: fuse ``context`` after pooling.
+        rr_width, rr_beat_dropout: the rhythm branch (see ``ContextFusion``).
     """
 
     num_classes: int
@@ -70,6 +71,8 @@ class Transformer(nn.Module):
     num_blocks: int = 1
     dropout: float = 0.0
     rr_context: bool = False
+    rr_width: int = 32
+    rr_beat_dropout: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> Transformer:
@@ -91,5 +94,7 @@ class Transformer(nn.Module):
         for _ in range(self.num_blocks):
             h = EncoderBlock(self.hidden, self.num_heads)(h)
         h = h.mean(axis=1)
-        h = ContextFusion(self.rr_context)(h, context)
+        h = ContextFusion(self.rr_context, self.rr_width, self.rr_beat_dropout)(
+            h, context, train=train
+        )
         return nn.Dense(self.num_classes)(h)
