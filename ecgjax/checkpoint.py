@@ -36,6 +36,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -135,12 +135,25 @@ def paired_bootstrap(
     resamples: int = 2000,
     seed: int = 0,
     labels: tuple[str, str] = ("A", "B"),
+    groups: np.ndarray | None = None,
 ) -> Bootstrap:
-    """Resample beats with replacement (same indices for A and B) and bootstrap the difference."""
+    """Resample beats with replacement (same indices for A and B) and bootstrap the difference.
+
+    With ``groups`` (e.g. the record of each beat) whole groups are resampled instead: beats
+    of one patient are not independent, and when a class sits mostly in one patient the
+    beat-level interval is too narrow; the group bootstrap asks whether the difference holds
+    across patients.
+    """
     y, pred_a, pred_b = (np.asarray(v, dtype=np.int64) for v in (y, pred_a, pred_b))
     if not (y.shape == pred_a.shape == pred_b.shape) or y.ndim != 1 or y.size == 0:
         raise ValueError(f"y, pred_a, pred_b must be equal-length 1-D; {y.shape}, {pred_a.shape}")
+    if groups is not None and np.shape(groups) != y.shape:
+        raise ValueError(f"groups {np.shape(groups)} must have one entry per beat {y.shape}")
     n = y.shape[0]
+    _, member = (
+        np.unique(np.asarray(groups), return_inverse=True) if groups is not None else (None, None)
+    )
+    units = n if member is None else int(member.max()) + 1
     full = np.ones((1, n))
     value_a = float(metric_from_counts(full, y, pred_a, metric, class_names)[0])
     value_b = float(metric_from_counts(full, y, pred_b, metric, class_names)[0])
@@ -149,8 +162,9 @@ def paired_bootstrap(
     chunk = max(1, min(resamples, 2_000_000 // n))  # bound the (chunk, N) count matrix
     for start in range(0, resamples, chunk):
         rows = min(chunk, resamples - start)
-        idx = key.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
-        weights = np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+        idx = key.integers(0, units, size=(rows, units)) + (np.arange(rows) * units)[:, None]
+        counts = np.bincount(idx.ravel(), minlength=rows * units).reshape(rows, units)
+        weights = (counts if member is None else counts[:, member]).astype(np.float64)
         a = metric_from_counts(weights, y, pred_a, metric, class_names)
         b = metric_from_counts(weights, y, pred_b, metric, class_names)
         diffs.append(a - b)
@@ -200,12 +214,18 @@ def compare(
     resamples: int = 2000,
     name: str | None = None,
     seed: int = 0,
+    by_record: bool = False,
 ) -> dict[str, Any]:
     """Table, bootstrap of the first source against each other one, JSON and a figure.
 
-    Files go to ``report/compare/<name>.json`` and ``.png``.
+    ``by_record`` resamples whole records (patients) instead of beats. Files go to
+    ``report/compare/<name>.json`` and ``.png``.
     """
     candidates, test = load_candidates(sources, data_path)
+    if by_record and test.record is None:
+        raise data_lib.DataError(
+            f"{test.source}: --by_record needs a 'record' column; this file has none"
+        )
     first = candidates[0]
     names = first.class_names
     tests = [
@@ -218,6 +238,7 @@ def compare(
             resamples,
             seed,
             labels=(first.label, other.label),
+            groups=test.record if by_record else None,
         )
         for other in candidates[1:]
     ]
@@ -230,7 +251,11 @@ def compare(
         f"test recall on {Path(test.source).name} (n={len(test)})",
     )
     result = {
-        "data": {"file": test.source, "n": len(test)},
+        "data": {
+            "file": test.source,
+            "n": len(test),
+            "resampled": "records" if by_record else "beats",
+        },
         "class_names": names,
         "runs": [
             {"label": c.label, "checkpoint": str(c.run_dir), "summary": summary(c, names)}

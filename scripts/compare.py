@@ -3,6 +3,7 @@
     uv run scripts/compare.py checkpoints/run_a checkpoints/run_b
     uv run scripts/compare.py <sweep_id> <other_sweep_id> --data data/mitbih_ds2.parq
     uv run scripts/compare.py run_a run_b --metric recall_S --resamples 2000
+    uv run scripts/compare.py run_a run_b --data data/mitbih_ds2.parq --by_record
 
 Prints mean +- std over seeds, worst seed and ensemble per run, and a paired bootstrap of the
 first run against each other one ("A better than B" with a 95% interval). Writes
@@ -27,6 +28,9 @@ _METRIC = flags.DEFINE_string(
 )
 _RESAMPLES = flags.DEFINE_integer("resamples", 2000, "Bootstrap resamples.")
 _NAME = flags.DEFINE_string("name", None, "Output name under report/compare/.")
+_BY_RECORD = flags.DEFINE_bool(
+    "by_record", False, "Resample whole records (patients), not beats: for new-patient claims."
+)
 
 
 def main(argv: list[str]) -> None:
@@ -42,6 +46,7 @@ def main(argv: list[str]) -> None:
             metric=_METRIC.value,
             resamples=_RESAMPLES.value,
             name=_NAME.value,
+            by_record=_BY_RECORD.value,
         )
     except (CheckpointError, DataError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
@@ -64,7 +69,8 @@ def main(argv: list[str]) -> None:
         table.add_row(m, *cells)
     console.print(table)
     boot = Table(
-        title=f"paired bootstrap on the ensembles' test predictions ({_RESAMPLES.value} resamples)"
+        title=f"paired bootstrap on the ensembles' test predictions ({_RESAMPLES.value} resamples "
+        f"of {result['data']['resampled']})"
     )
     for col in ("A", "B", "metric", "A", "B", "A - B", "95% CI", "P(A<=B)", "verdict"):
         boot.add_column(col, justify="right")

@@ -108,5 +108,24 @@ def test_compare_runs_side_by_side(checkpoint: Path) -> None:
     saved = json.loads(Path(result["json"]).read_text())
     assert saved["bootstrap"][0]["metric"] == "macro_recall"
     assert Path(result["figure"]).stat().st_size > 1000
+    by_record = compare.compare([str(checkpoint), "sweep1"], resamples=100, by_record=True)
+    assert by_record["data"]["resampled"] == "records" and by_record["bootstrap"][0]["diff"] == 0
     with pytest.raises(ValueError, match="at least two"):
         compare.compare([str(checkpoint)])
+
+
+def test_group_bootstrap_resamples_patients_not_beats() -> None:
+    # A wins on every beat of patient g1 and ties (both wrong) on g2: beats say "surely
+    # better", two patients cannot rule out "no better" (a resample may hold g2 twice).
+    y = np.ones(200, dtype=np.int64)
+    groups = np.repeat(["g1", "g2"], 100)
+    pred_a = np.where(groups == "g1", 1, 0)
+    pred_b = np.zeros(200, dtype=np.int64)
+    names = ["N", "S"]
+    beats = compare.paired_bootstrap(y, pred_a, pred_b, names, "recall_S", 400)
+    patients = compare.paired_bootstrap(y, pred_a, pred_b, names, "recall_S", 400, groups=groups)
+    assert beats.diff == patients.diff == 0.5
+    assert beats.ci_low > 0.4
+    assert patients.ci_low == 0.0 and patients.ci_high == 1.0
+    with pytest.raises(ValueError, match="groups"):
+        compare.paired_bootstrap(y, pred_a, pred_b, names, "recall_S", 10, groups=groups[:5])

@@ -79,6 +79,7 @@ def test_verdict_needs_the_s_gain_and_a_kept_v_recall(tmp_path: Path) -> None:
     assert got["claim_holds"] is True
     assert got["bootstrap"]["recall_S"]["diff"] == np.float64(0.8)
     assert set(got["s_recall_by_record"]) == {"100", "200"}
+    assert {"recall_S_by_record", "recall_S_without_top_record"} <= set(got["bootstrap"])
 
     costly = rr.copy()
     costly[200:240] = 0  # ... but loses 0.2 of V recall
