@@ -15,20 +15,12 @@ from ecgjax.rr_study import train_arms
 def test_study_trains_both_arms_keeps_other_protocols_and_analyses(project: Path) -> None:
     out = project / "report" / "rr_study"
     small = {"train.epochs": 1, "train.steps_per_epoch": 3}
-    train_arms(
-        out,
-        seeds=2,
-        protocols={"inter-patient": "configs/interpatient_resnet1d.py:smoke"},
-        overrides=small,
-        log=lambda *_: None,
+    runs = (
+        ("inter-patient", "configs/interpatient_resnet1d.py:smoke", 2),
+        ("beat-level", "configs/resnet1d.py:smoke", 1),
     )
-    train_arms(
-        out,
-        seeds=1,
-        protocols={"beat-level": "configs/resnet1d.py:smoke"},
-        overrides=small,
-        log=lambda *_: None,
-    )
+    for protocol, config_file, seeds in runs:  # the second run keeps the first one's results
+        train_arms(out, seeds=seeds, protocols={protocol: config_file}, overrides=small, log=print)
     arms = json.loads((out / "arms.json").read_text())
     assert set(arms) == {
         f"{p}/{a}" for p in ("inter-patient", "beat-level") for a in ("beat", "beat+rr")
