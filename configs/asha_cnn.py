@@ -13,7 +13,7 @@ reference point after the same 6 short epochs; every one of the top six used bal
 
 import ml_collections
 
-from ecgjax.config import base_config
+from ecgjax.config import base_config, sweep_variant
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -31,17 +31,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.tune.seeds_per_trial = 2
     c.tune.max_concurrent = 2
     c.tune.cpus_per_trial = 1.0
-    if arg == "smoke":
-        c.data.max_train, c.data.max_eval = 400, 200
-        c.train.steps_per_epoch = 5
-        c.tune.num_samples, c.tune.max_epochs, c.tune.grace_period = 3, 2, 1
-    elif arg == "full":
-        c.train.steps_per_epoch = 0  # full passes
-        c.tune.num_samples, c.tune.max_epochs, c.tune.seeds_per_trial = 64, 20, 4
-        c.tune.max_concurrent, c.tune.gpus_per_trial, c.tune.cpus_per_trial = 8, 0.125, 1.0
-    elif arg is not None:
-        raise ValueError(f"unknown config variant {arg!r}; use smoke or full")
-    return c
+    return sweep_variant(
+        c,
+        arg,
+        smoke={"tune.num_samples": 3, "tune.max_epochs": 2, "tune.grace_period": 1},
+        full={
+            "tune.num_samples": 64,
+            "tune.max_epochs": 20,
+            "tune.seeds_per_trial": 4,
+            "tune.max_concurrent": 8,
+            "tune.gpus_per_trial": 0.125,
+        },
+    )
 
 
 def get_search_space(tune):

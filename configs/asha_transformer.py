@@ -13,7 +13,7 @@ macro recall after 4 short epochs, the best trial (wider, weighted loss) ~0.8.
 
 import ml_collections
 
-from ecgjax.config import base_config
+from ecgjax.config import base_config, sweep_variant
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -28,19 +28,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.tune.num_samples, c.tune.max_epochs = 8, 4
     c.tune.grace_period, c.tune.reduction_factor = 1, 3
     c.tune.seeds_per_trial = 2
-    if arg == "smoke":
-        c.data.max_train, c.data.max_eval = 400, 200
-        c.train.steps_per_epoch = 5
-        c.tune.num_samples, c.tune.max_epochs = 2, 2
-    elif arg == "full":
-        c.data.max_eval = 0
-        c.train.steps_per_epoch = 0
-        c.tune.num_samples, c.tune.max_epochs, c.tune.seeds_per_trial = 48, 20, 4
-        c.tune.grace_period = 2
-        c.tune.max_concurrent, c.tune.gpus_per_trial = 8, 0.125
-    elif arg is not None:
-        raise ValueError(f"unknown config variant {arg!r}; use smoke or full")
-    return c
+    return sweep_variant(
+        c,
+        arg,
+        smoke={"tune.num_samples": 2, "tune.max_epochs": 2},
+        full={
+            "data.max_eval": 0,
+            "tune.num_samples": 48,
+            "tune.max_epochs": 20,
+            "tune.seeds_per_trial": 4,
+            "tune.grace_period": 2,
+            "tune.max_concurrent": 8,
+            "tune.gpus_per_trial": 0.125,
+        },
+    )
 
 
 def get_search_space(tune):

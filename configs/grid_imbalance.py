@@ -14,7 +14,7 @@ power 0 with uniform sampling lowest (~0.65-0.75 validation macro recall), balan
 
 import ml_collections
 
-from ecgjax.config import base_config
+from ecgjax.config import base_config, sweep_variant
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -28,17 +28,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.tune.num_samples = 1  # each grid point once
     c.tune.max_epochs = 8
     c.tune.seeds_per_trial = 2
-    if arg == "smoke":
-        c.data.max_train, c.data.max_eval = 400, 200
-        c.train.steps_per_epoch = 5
-        c.tune.max_epochs = 1
-    elif arg == "full":
-        c.train.steps_per_epoch = 0
-        c.tune.max_epochs, c.tune.seeds_per_trial = 15, 4
-        c.tune.max_concurrent, c.tune.gpus_per_trial = 12, 0.08
-    elif arg is not None:
-        raise ValueError(f"unknown config variant {arg!r}; use smoke or full")
-    return c
+    return sweep_variant(
+        c,
+        arg,
+        smoke={"tune.max_epochs": 1},
+        full={
+            "tune.max_epochs": 15,
+            "tune.seeds_per_trial": 4,
+            "tune.max_concurrent": 12,
+            "tune.gpus_per_trial": 0.08,
+        },
+    )
 
 
 def get_search_space(tune):

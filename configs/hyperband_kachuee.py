@@ -12,7 +12,7 @@ best trial, with balanced sampling or weighting as in the asha_cnn sweep.
 
 import ml_collections
 
-from ecgjax.config import base_config
+from ecgjax.config import base_config, sweep_variant
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -25,17 +25,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.tune.scheduler, c.tune.search = "hyperband", "random"
     c.tune.num_samples, c.tune.max_epochs, c.tune.reduction_factor = 12, 9, 3
     c.tune.seeds_per_trial = 2
-    if arg == "smoke":
-        c.data.max_train, c.data.max_eval = 400, 200
-        c.train.steps_per_epoch = 5
-        c.tune.num_samples, c.tune.max_epochs = 3, 2
-    elif arg == "full":
-        c.train.steps_per_epoch = 0
-        c.tune.num_samples, c.tune.max_epochs, c.tune.seeds_per_trial = 64, 27, 4
-        c.tune.max_concurrent, c.tune.gpus_per_trial = 8, 0.125
-    elif arg is not None:
-        raise ValueError(f"unknown config variant {arg!r}; use smoke or full")
-    return c
+    return sweep_variant(
+        c,
+        arg,
+        smoke={"tune.num_samples": 3, "tune.max_epochs": 2},
+        full={
+            "tune.num_samples": 64,
+            "tune.max_epochs": 27,
+            "tune.seeds_per_trial": 4,
+            "tune.max_concurrent": 8,
+            "tune.gpus_per_trial": 0.125,
+        },
+    )
 
 
 def get_search_space(tune):

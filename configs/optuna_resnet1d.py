@@ -12,7 +12,7 @@ best of 12 trials.
 
 import ml_collections
 
-from ecgjax.config import base_config
+from ecgjax.config import base_config, sweep_variant
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -29,17 +29,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.tune.num_samples, c.tune.max_epochs = 12, 6
     c.tune.grace_period, c.tune.reduction_factor = 2, 3
     c.tune.seeds_per_trial = 2
-    if arg == "smoke":
-        c.data.max_train, c.data.max_eval = 400, 200
-        c.train.steps_per_epoch, c.train.batch_size = 5, 32
-        c.tune.num_samples, c.tune.max_epochs, c.tune.grace_period = 3, 2, 1
-    elif arg == "full":
-        c.train.steps_per_epoch = 0
-        c.tune.num_samples, c.tune.max_epochs, c.tune.seeds_per_trial = 64, 20, 4
-        c.tune.max_concurrent, c.tune.gpus_per_trial = 8, 0.125
-    elif arg is not None:
-        raise ValueError(f"unknown config variant {arg!r}; use smoke or full")
-    return c
+    return sweep_variant(
+        c,
+        arg,
+        smoke={
+            "train.batch_size": 32,
+            "tune.num_samples": 3,
+            "tune.max_epochs": 2,
+            "tune.grace_period": 1,
+        },
+        full={
+            "tune.num_samples": 64,
+            "tune.max_epochs": 20,
+            "tune.seeds_per_trial": 4,
+            "tune.max_concurrent": 8,
+            "tune.gpus_per_trial": 0.125,
+        },
+    )
 
 
 def get_search_space(tune):

@@ -14,7 +14,7 @@ best validation macro recall ~0.9 after 12 short epochs.
 
 import ml_collections
 
-from ecgjax.config import base_config
+from ecgjax.config import base_config, sweep_variant
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -32,19 +32,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.tune.num_samples, c.tune.max_epochs = 4, 12
     c.tune.perturbation_interval = 2
     c.tune.seeds_per_trial = 2
-    if arg == "smoke":
-        c.data.max_train, c.data.max_eval = 400, 200
-        c.model.hidden, c.model.num_blocks = 8, 1  # compiles in seconds
-        c.train.steps_per_epoch, c.train.batch_size = 5, 32
-        c.tune.num_samples, c.tune.max_epochs, c.tune.perturbation_interval = 2, 3, 1
-    elif arg == "full":
-        c.train.steps_per_epoch = 0
-        c.tune.num_samples, c.tune.max_epochs, c.tune.seeds_per_trial = 16, 30, 4
-        c.tune.perturbation_interval = 3
-        c.tune.max_concurrent, c.tune.gpus_per_trial = 16, 0.0625
-    elif arg is not None:
-        raise ValueError(f"unknown config variant {arg!r}; use smoke or full")
-    return c
+    return sweep_variant(
+        c,
+        arg,
+        smoke={
+            "model.hidden": 8,  # compiles in seconds
+            "model.num_blocks": 1,
+            "train.batch_size": 32,
+            "tune.num_samples": 2,
+            "tune.max_epochs": 3,
+            "tune.perturbation_interval": 1,
+        },
+        full={
+            "tune.num_samples": 16,
+            "tune.max_epochs": 30,
+            "tune.seeds_per_trial": 4,
+            "tune.perturbation_interval": 3,
+            "tune.max_concurrent": 16,
+            "tune.gpus_per_trial": 0.0625,
+        },
+    )
 
 
 def get_search_space(tune):

@@ -162,6 +162,31 @@ def with_overrides(
     return new
 
 
+SMOKE = {"data.max_train": 400, "data.max_eval": 200, "train.steps_per_epoch": 5}
+FULL = {"train.steps_per_epoch": 0}  # full passes over the training data
+
+
+def sweep_variant(
+    config: ml_collections.ConfigDict,
+    arg: str | None,
+    *,
+    smoke: dict[str, Any],
+    full: dict[str, Any],
+) -> ml_collections.ConfigDict:
+    """A sweep config's ``:smoke`` (seconds, CPU) or ``:full`` (a GPU) variant, or itself.
+
+    Every sweep config shares the shape of these variants (smoke: a few hundred beats and a
+    handful of steps; full: whole epochs); each file passes only what it changes on top.
+    """
+    if arg is None:
+        return config
+    if arg == "smoke":
+        return with_overrides(config, {**SMOKE, **smoke})
+    if arg == "full":
+        return with_overrides(config, {**FULL, **full})
+    raise ValueError(f"unknown config variant {arg!r}; use smoke or full")
+
+
 def to_json(config: ml_collections.ConfigDict) -> str:
     """Serialise a config (tuples become lists) for saving beside checkpoints."""
     return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)

@@ -30,9 +30,15 @@ def test_every_config_file_loads_with_smoke_variant(name: str) -> None:
     assert load_config_file(paths.PROJECT_ROOT / "configs" / name).name
 
 
-def test_unknown_variant_is_rejected() -> None:
+@pytest.mark.parametrize("name", ["default_cnn.py", "asha_cnn.py"])  # training, sweep
+def test_unknown_variant_is_rejected(name: str) -> None:
     with pytest.raises(ValueError, match="variant"):
-        load_config_file(paths.PROJECT_ROOT / "configs" / "default_cnn.py:huge")
+        load_config_file(paths.PROJECT_ROOT / "configs" / f"{name}:huge")
+
+
+def test_sweep_full_variant_trains_whole_epochs() -> None:
+    config = load_config_file(paths.PROJECT_ROOT / "configs" / "asha_cnn.py:full")
+    assert config.train.steps_per_epoch == 0 and config.tune.num_samples == 64
 
 
 @pytest.mark.parametrize("name", TRAIN_CONFIGS)
