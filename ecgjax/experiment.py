@@ -26,16 +26,23 @@ def train_run(
     resume: bool = False,
     experiment: str = "ecgjax-train",
     progress: bool = True,
+    run_dir: Path | None = None,
+    splits: data_lib.Splits | None = None,
+    tags: dict[str, str] | None = None,
 ) -> RunResult:
-    """Train one ensemble, log it to MLflow, checkpoint it under ``checkpoints/<run_name>``."""
+    """Train one ensemble, log it to MLflow, checkpoint it under ``checkpoints/<run_name>``.
+
+    ``run_dir``, ``splits`` (already loaded) and extra MLflow ``tags`` let a study that
+    trains several ensembles (``ecgjax.rr_study``) keep its runs together.
+    """
     name = run_name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = paths.checkpoints_dir() / name
-    splits = data_lib.load_splits(config)
+    run_dir = run_dir or paths.checkpoints_dir() / name
+    splits = splits or data_lib.load_splits(config)
     tracker = Tracker(experiment)
     run_id = tracker.find_run("ecgjax.run_dir", str(run_dir)) if resume else None
     if run_id is None:
         run_id = tracker.start_run(
-            name, tags={"ecgjax.run_dir": str(run_dir), "ecgjax.kind": "train"}
+            name, tags={"ecgjax.run_dir": str(run_dir), "ecgjax.kind": "train", **(tags or {})}
         )
     tracker.log_params(run_id, config_lib.flatten(config))
     key = f"val/{config.train.select_metric}"

@@ -28,8 +28,14 @@ console = Console(width=120)  # the table is wider than a default 80-column pipe
 CLAIMS = ("recall_S", "recall_V", "macro_recall", "precision_S")
 
 
-def analyse(out_dir: Path, *, n_boot: int = 2000, journal_entry: bool = False) -> dict[str, Any]:
-    """Compare the arms of every protocol; write ``analysis.json``, ``analysis.md`` and a PNG."""
+def analyse(
+    out_dir: Path, *, n_boot: int = 2000, journal_entry: bool = False, tracking: bool = False
+) -> dict[str, Any]:
+    """Compare the arms of every protocol; write ``analysis.json``, ``analysis.md`` and a PNG.
+
+    With ``tracking`` the tables, figure and differences also go to MLflow, as an
+    ``analysis`` run beside the arms' runs in the ``ecgjax-rr-study`` experiment.
+    """
     arms = json.loads((out_dir / "arms.json").read_text())
     preds = np.load(out_dir / "predictions.npz")
     protocols = sorted({a["protocol"] for a in arms.values()})
@@ -107,7 +113,29 @@ def analyse(out_dir: Path, *, n_boot: int = 2000, journal_entry: bool = False) -
     _print(result)
     if journal_entry:
         _journal(result, out_dir)
+    if tracking:
+        _track(result, out_dir)
     return result
+
+
+def _track(result: dict[str, Any], out_dir: Path) -> None:
+    from ecgjax.rr_study import EXPERIMENT
+    from ecgjax.tracking import Tracker
+
+    tracker = Tracker(EXPERIMENT)
+    run_id = tracker.start_run(
+        "analysis", tags={"ecgjax.kind": "analysis", "ecgjax.out": str(out_dir)}
+    )
+    metrics: dict[str, float] = {}
+    for protocol, res in result["protocols"].items():
+        metrics[f"{protocol}/claim_holds"] = float(res["claim_holds"])
+        for key, t in res["bootstrap"].items():
+            for field in ("diff", "ci_low", "ci_high"):
+                metrics[f"{protocol}/{key}/{field}"] = float(t[field])
+    tracker.log_metrics(run_id, metrics, step=0)
+    for name in ("analysis.md", "analysis.json", "rr_recall.png"):
+        tracker.log_artifact(run_id, out_dir / name)
+    tracker.end_run(run_id)
 
 
 def _by_record(result: dict[str, Any], preds: Any, min_beats: int = 20) -> list[str]:

@@ -21,13 +21,14 @@ from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.checkpoint import write_json_atomic
-from ecgjax.run import run_training
+from ecgjax.experiment import train_run
 
 PROTOCOLS = {
     "beat-level": "configs/resnet1d.py",
     "inter-patient": "configs/interpatient_resnet1d.py",
 }
 ARMS = {"beat": False, "beat+rr": True}
+EXPERIMENT = "ecgjax-rr-study"
 
 
 def arm_config(config_file: str, rr: bool, seeds: int, overrides: dict[str, Any]) -> Any:
@@ -46,10 +47,12 @@ def train_arms(
     protocols: dict[str, str] | None = None,
     overrides: dict[str, Any] | None = None,
     log: Any = print,
+    progress: bool = True,
 ) -> Path:
     """Train every (protocol, arm) ensemble; write ``predictions.npz`` and ``arms.json``.
 
-    Returns the path of ``arms.json``. Checkpoints go to ``out_dir/runs/<protocol>-<arm>``.
+    Returns the path of ``arms.json``. Checkpoints go to ``out_dir/runs/<protocol>-<arm>``;
+    each arm is an MLflow run (experiment ``ecgjax-rr-study``) with its curves and confusion.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays, arms = _previous(out_dir)  # re-running one protocol keeps the others' results
@@ -58,7 +61,15 @@ def train_arms(
             config = arm_config(config_file, rr, seeds, overrides or {})
             splits = data_lib.load_splits(config)
             start = time.time()
-            result = run_training(config, splits, out_dir / "runs" / f"{protocol}-{arm}")
+            result = train_run(
+                config,
+                run_name=f"{protocol}-{arm}",
+                run_dir=out_dir / "runs" / f"{protocol}-{arm}",
+                splits=splits,
+                experiment=EXPERIMENT,
+                progress=progress,
+                tags={"ecgjax.protocol": protocol, "ecgjax.arm": arm},
+            )
             wall = time.time() - start
             assert result.test_probs is not None and result.test_report is not None
             key = f"{protocol}/{arm}"

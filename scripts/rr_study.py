@@ -74,7 +74,7 @@ def main() -> None:
     if args.stage in ("analyse", "all"):
         from ecgjax.rr_analysis import analyse
 
-        analyse(args.out, n_boot=args.bootstrap, journal_entry=args.journal)
+        analyse(args.out, n_boot=args.bootstrap, journal_entry=args.journal, tracking=True)
 
 
 if __name__ == "__main__":

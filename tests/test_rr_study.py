@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from mlflow.tracking import MlflowClient
 
-from ecgjax import journal
+from ecgjax import journal, paths
 from ecgjax.rr_analysis import analyse
-from ecgjax.rr_study import train_arms
+from ecgjax.rr_study import EXPERIMENT, train_arms
 
 
 def test_study_trains_both_arms_keeps_other_protocols_and_analyses(project: Path) -> None:
@@ -20,7 +21,14 @@ def test_study_trains_both_arms_keeps_other_protocols_and_analyses(project: Path
         ("beat-level", "configs/resnet1d.py:smoke", 1),
     )
     for protocol, config_file, seeds in runs:  # the second run keeps the first one's results
-        train_arms(out, seeds=seeds, protocols={protocol: config_file}, overrides=small, log=print)
+        train_arms(
+            out,
+            seeds=seeds,
+            protocols={protocol: config_file},
+            overrides=small,
+            log=print,
+            progress=False,
+        )
     arms = json.loads((out / "arms.json").read_text())
     assert set(arms) == {
         f"{p}/{a}" for p in ("inter-patient", "beat-level") for a in ("beat", "beat+rr")
@@ -32,12 +40,28 @@ def test_study_trains_both_arms_keeps_other_protocols_and_analyses(project: Path
         assert preds["beat-level/beat/probs"].shape[0] == 1
         assert len(preds["inter-patient/record"]) == len(preds["inter-patient/y"])
 
-    result = analyse(out, n_boot=50, journal_entry=True)
+    result = analyse(out, n_boot=50, journal_entry=True, tracking=True)
     for protocol in ("inter-patient", "beat-level"):
         assert isinstance(result["protocols"][protocol]["claim_holds"], bool)
     md = (out / "analysis.md").read_text()
     assert "| inter-patient | beat+rr | 2 |" in md and (out / "rr_recall.png").stat().st_size > 0
     assert "rr_study" in journal.journal_path().read_text()
+    client = MlflowClient(paths.mlflow_uri())
+    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert set(by_name) == {"analysis"} | {
+        f"{p}/{a}".replace("/", "-") for p, a in (k.split("/") for k in arms)
+    }
+    assert all(r.info.status == "FINISHED" for r in runs)
+    arm = by_name["inter-patient-beat+rr"]
+    assert arm.data.tags["ecgjax.arm"] == "beat+rr" and "test/macro_recall" in arm.data.metrics
+    analysis = by_name["analysis"]
+    assert "inter-patient/recall_S/diff" in analysis.data.metrics
+    assert {a.path for a in client.list_artifacts(analysis.info.run_id)} == {
+        "analysis.md",
+        "analysis.json",
+        "rr_recall.png",
+    }
 
 
 def _fake_study(out: Path, y: np.ndarray, beat: np.ndarray, rr: np.ndarray) -> None:
