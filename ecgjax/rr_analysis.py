@@ -41,8 +41,8 @@ def analyse(
     protocols = sorted({a["protocol"] for a in arms.values()})
     result: dict[str, Any] = {"protocols": {}}
     lines = [
-        "| protocol | arm | seeds | N rec | S rec | V rec | F rec | S prec | V prec | macro rec | acc |",
-        "|" + "---|" * 11,
+        "| protocol | arm | seeds | N rec | S rec | V rec | F rec | N prec | S prec | V prec | F prec | macro rec | acc |",
+        "|" + "---|" * 13,
     ]
     for protocol in protocols:
         beat, rr = arms[f"{protocol}/beat"], arms[f"{protocol}/beat+rr"]
@@ -89,7 +89,7 @@ def analyse(
             m = classification_metrics(y, ens[arm], len(names))
             mean, std = info["seed_mean"], info["seed_std"]
             cells = [f"{mean['recall'][c]:.3f}±{std['recall'][c]:.3f}" for c in range(4)]
-            cells += [f"{mean['precision'][1]:.3f}", f"{mean['precision'][2]:.3f}"]
+            cells += [f"{mean['precision'][c]:.3f}±{std['precision'][c]:.3f}" for c in range(4)]
             lines.append(
                 f"| {protocol} | {arm} | {info['config']['train']['num_seeds']} | "
                 + " | ".join(cells)

@@ -79,7 +79,7 @@ def _fake_study(out: Path, y: np.ndarray, beat: np.ndarray, rr: np.ndarray) -> N
             "class_names": names,
             "config": {"train": {"num_seeds": 1}},
             "seed_mean": mean,
-            "seed_std": {"recall": [0.0] * 5},
+            "seed_std": {"recall": [0.0] * 5, "precision": [0.0] * 5},
         }
     np.savez(out / "predictions.npz", **arrays)  # type: ignore[arg-type]
     (out / "arms.json").write_text(json.dumps(arms))
