@@ -3,6 +3,7 @@
     uv run scripts/train.py --config configs/interpatient_resnet1d.py                  # beat only
     uv run scripts/train.py --config configs/interpatient_resnet1d.py:rr               # beat + RR context
     uv run scripts/train.py --config configs/interpatient_resnet1d.py:smoke            # seconds
+    uv run scripts/train.py --config configs/interpatient_resnet1d.py:rr,reverse       # DS2 -> DS1
 
 No patient is shared between train, validation and test, so this measures what a model does
 for a new patient. Beat shape alone generalises poorly for S beats, which are recognised by
@@ -20,14 +21,20 @@ from ecgjax.config import base_config
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variants = set((arg or "").split(",")) - {""}
-    unknown = variants - {"rr", "smoke"}
+    unknown = variants - {"rr", "smoke", "reverse"}
     if unknown:
-        raise ValueError(f"unknown config variant(s) {sorted(unknown)}; use rr, smoke or rr,smoke")
+        raise ValueError(
+            f"unknown config variant(s) {sorted(unknown)}; use rr, smoke, reverse or a "
+            "comma-separated mix (rr,smoke)"
+        )
     c = base_config()
     c.name = "interpatient_resnet1d" + ("_rr" if "rr" in variants else "")
     c.data.dataset = "interpatient"
     c.data.train_file = "mitbih_ds1.parq"
     c.data.test_file = "mitbih_ds2.parq"
+    if "reverse" in variants:  # DS2 -> DS1: a second look at new patients, roles swapped
+        c.name += "_reverse"
+        c.data.train_file, c.data.test_file = c.data.test_file, c.data.train_file
     c.data.val_split = "record"
     c.data.val_fraction = 0.2
     c.model.name = "resnet1d"

@@ -1,8 +1,9 @@
 """The rhythm-context experiment (issue 7): beat only vs beat + RR, same architecture.
 
-Two protocols, each a config file: the beat-level split (``configs/resnet1d.py``; patients
-shared between train and test, optimistic) and the inter-patient split
-(``configs/interpatient_resnet1d.py``; DS1 -> DS2, new patients). Each arm trains a seed
+Three protocols, each a config file: the beat-level split (``configs/resnet1d.py``; patients
+shared between train and test, optimistic), the inter-patient split
+(``configs/interpatient_resnet1d.py``; DS1 -> DS2, new patients) and the same reversed
+(``:reverse``; DS2 -> DS1). Each arm trains a seed
 ensemble; the test predictions are saved so the comparison (a paired bootstrap on the same
 test beats) can be re-run or re-analysed without retraining, also on another machine.
 """
@@ -26,6 +27,9 @@ from ecgjax.experiment import train_run
 PROTOCOLS = {
     "beat-level": "configs/resnet1d.py",
     "inter-patient": "configs/interpatient_resnet1d.py",
+    # The rhythm branch was designed looking at DS2; swapping the roles gives test patients
+    # (DS1) that no design decision saw.
+    "inter-patient-reverse": "configs/interpatient_resnet1d.py:reverse",
 }
 ARMS = {"beat": False, "beat+rr": True}
 EXPERIMENT = "ecgjax-rr-study"

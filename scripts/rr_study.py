@@ -4,7 +4,7 @@
     uv run scripts/rr_study.py --stage analyse --out report/rr_study   # re-analyse saved predictions
     uv run scripts/rr_study.py --set train.epochs=1 --set train.steps_per_epoch=20   # quick look
 
-Trains 2 protocols x 2 arms x --seeds seeds (~11 minutes on a 2-core CPU),
+Trains 3 protocols x 2 arms x --seeds seeds (~16 minutes on a 2-core CPU),
 saves the test predictions, and compares the arms with a paired bootstrap.
 """
 

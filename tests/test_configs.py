@@ -36,6 +36,14 @@ def test_unknown_variant_is_rejected(name: str) -> None:
         load_config_file(paths.PROJECT_ROOT / "configs" / f"{name}:huge")
 
 
+def test_interpatient_variants_combine() -> None:
+    config = load_config_file(
+        paths.PROJECT_ROOT / "configs" / "interpatient_resnet1d.py:rr,reverse"
+    )
+    assert config.model.rr_context and config.data.val_split == "record"
+    assert (config.data.train_file, config.data.test_file) == ("mitbih_ds2.parq", "mitbih_ds1.parq")
+
+
 def test_sweep_full_variant_trains_whole_epochs() -> None:
     config = load_config_file(paths.PROJECT_ROOT / "configs" / "asha_cnn.py:full")
     assert config.train.steps_per_epoch == 0 and config.tune.num_samples == 64
