@@ -36,10 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "data.max_eval": 0,
             "tune.num_samples": 48,
             "tune.max_epochs": 20,
-            "tune.seeds_per_trial": 4,
             "tune.grace_period": 2,
-            "tune.max_concurrent": 8,
-            "tune.gpus_per_trial": 0.125,
         },
     )
 

@@ -34,7 +34,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         smoke={"tune.max_epochs": 1},
         full={
             "tune.max_epochs": 15,
-            "tune.seeds_per_trial": 4,
             "tune.max_concurrent": 12,
             "tune.gpus_per_trial": 0.08,
         },

@@ -32,9 +32,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         full={
             "tune.num_samples": 64,
             "tune.max_epochs": 27,
-            "tune.seeds_per_trial": 4,
-            "tune.max_concurrent": 8,
-            "tune.gpus_per_trial": 0.125,
         },
     )
 

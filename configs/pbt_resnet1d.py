@@ -46,7 +46,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         full={
             "tune.num_samples": 16,
             "tune.max_epochs": 30,
-            "tune.seeds_per_trial": 4,
             "tune.perturbation_interval": 3,
             "tune.max_concurrent": 16,
             "tune.gpus_per_trial": 0.0625,

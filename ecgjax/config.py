@@ -163,7 +163,12 @@ def with_overrides(
 
 
 SMOKE = {"data.max_train": 400, "data.max_eval": 200, "train.steps_per_epoch": 5}
-FULL = {"train.steps_per_epoch": 0}  # full passes over the training data
+FULL = {  # whole epochs, on one GPU shared by 8 trials of 4 seeds each
+    "train.steps_per_epoch": 0,
+    "tune.seeds_per_trial": 4,
+    "tune.max_concurrent": 8,
+    "tune.gpus_per_trial": 0.125,
+}
 
 
 def sweep_variant(
@@ -176,7 +181,8 @@ def sweep_variant(
     """A sweep config's ``:smoke`` (seconds, CPU) or ``:full`` (a GPU) variant, or itself.
 
     Every sweep config shares the shape of these variants (smoke: a few hundred beats and a
-    handful of steps; full: whole epochs); each file passes only what it changes on top.
+    handful of steps; full: whole epochs, 8 trials sharing one GPU); each file passes only
+    what it changes on top.
     """
     if arg is None:
         return config
