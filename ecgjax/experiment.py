@@ -16,7 +16,7 @@ from ecgjax import paths, plots
 from ecgjax.run import EpochResult, RunResult, run_training
 from ecgjax.tracking import Tracker
 
-console = Console()
+console = Console(width=None if Console().is_terminal else 120)  # pipes: 80 cols cut tables
 
 
 def train_run(

@@ -24,7 +24,7 @@ from ecgjax import journal, paths
 from ecgjax.compare import paired_bootstrap
 from ecgjax.metrics import classification_metrics
 
-console = Console(width=120)  # the table is wider than a default 80-column pipe
+console = Console(width=None if Console().is_terminal else 120)  # pipes: 80 cols cut tables
 CLAIMS = ("recall_S", "recall_V", "macro_recall", "precision_S")
 
 
