@@ -59,17 +59,17 @@ def main() -> None:
     if args.stage in ("train", "all"):
         from ecgjax.rr_study import train_arms
 
+        protocols = {p: PROTOCOLS[p] for p in (args.protocol or PROTOCOLS)}
         if args.journal:
             from ecgjax import journal
 
             journal.add_hypothesis(
                 "rr_study",
                 args.hypothesis,
-                "configs/resnet1d.py, configs/interpatient_resnet1d.py",
+                ", ".join(f"{p}: {f}" for p, f in protocols.items()),
                 {"seeds": str(args.seeds), "overrides": str(overrides)},
             )
 
-        protocols = {p: PROTOCOLS[p] for p in args.protocol} if args.protocol else None
         train_arms(args.out, seeds=args.seeds, overrides=overrides, protocols=protocols)
     if args.stage in ("analyse", "all"):
         from ecgjax.rr_analysis import analyse
