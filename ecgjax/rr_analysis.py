@@ -52,39 +52,26 @@ def analyse(
             arm: np.asarray(preds[f"{protocol}/{arm}/probs"], np.float32).mean(axis=0).argmax(-1)
             for arm in ("beat", "beat+rr")
         }
-        tests = {
-            m: paired_bootstrap(
-                y, ens["beat+rr"], ens["beat"], names, m, n_boot, labels=("beat+rr", "beat")
-            ).__dict__
-            for m in CLAIMS
-        }
+        tests = {m: _boot(y, ens, names, m, n_boot) for m in CLAIMS}
         record = preds[f"{protocol}/record"] if f"{protocol}/record" in preds.files else None
         if record is not None:  # patients, not beats, as the unit: is the gain general?
-            tests["recall_S_by_record"] = paired_bootstrap(
-                y,
-                ens["beat+rr"],
-                ens["beat"],
-                names,
-                "recall_S",
-                n_boot,
-                labels=("beat+rr", "beat"),
-                groups=record,
-            ).__dict__ | {"metric": "recall_S, records resampled"}
+            tests["recall_S_by_record"] = _boot(
+                y, ens, names, "recall_S", n_boot, groups=record
+            ) | {"metric": "recall_S, records resampled"}
             recs, counts = np.unique(record[y == 1], return_counts=True)
             if len(recs) > 1:  # and without the patient that holds the most S beats
-                top, keep = str(recs[counts.argmax()]), record != recs[counts.argmax()]
-                tests["recall_S_without_top_record"] = paired_bootstrap(
-                    y[keep],
-                    ens["beat+rr"][keep],
-                    ens["beat"][keep],
-                    names,
-                    "recall_S",
-                    n_boot,
-                    labels=("beat+rr", "beat"),
-                ).__dict__ | {"metric": f"recall_S without record {top}"}
+                top = recs[counts.argmax()]
+                keep = record != top
+                tests["recall_S_without_top_record"] = _boot(
+                    y, ens, names, "recall_S", n_boot, keep
+                ) | {"metric": f"recall_S without record {top}"}
         s, v = tests["recall_S"], tests["recall_V"]
         verdict = bool(s["diff"] >= 0.2 and s["ci_low"] > 0 and v["diff"] >= -0.05)
         result["protocols"][protocol] = {"bootstrap": tests, "claim_holds": verdict}
+        if record is not None:
+            result["protocols"][protocol]["s_recall_by_record"] = _s_recall_by_record(
+                y, record, ens
+            )
         for arm, info in (("beat", beat), ("beat+rr", rr)):
             m = classification_metrics(y, ens[arm], len(names))
             mean, std = info["seed_mean"], info["seed_std"]
@@ -106,7 +93,7 @@ def analyse(
             boot_lines.append(
                 f"| {protocol} | {t['metric']} (ensemble) | {t['value_b']:.3f} | {t['value_a']:.3f} | {t['diff']:+.3f} | [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}] |"
             )
-    text = "\n".join(lines + boot_lines + _by_record(result, preds)) + "\n"
+    text = "\n".join(lines + boot_lines + _by_record_lines(result)) + "\n"
     (out_dir / "analysis.md").write_text(text)
     (out_dir / "analysis.json").write_text(json.dumps(result, indent=2, default=float))
     _figure(result, out_dir / "rr_recall.png")
@@ -138,35 +125,56 @@ def _track(result: dict[str, Any], out_dir: Path) -> None:
     tracker.end_run(run_id)
 
 
-def _by_record(result: dict[str, Any], preds: Any, min_beats: int = 20) -> list[str]:
-    """S recall per test record with at least ``min_beats`` S beats (ensemble predictions).
+def _boot(
+    y: np.ndarray,
+    pred: dict[str, np.ndarray],
+    names: list[str],
+    metric: str,
+    n_boot: int,
+    keep: Any = slice(None),
+    groups: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Paired bootstrap of beat+rr against beat on the beats ``keep`` selects."""
+    return paired_bootstrap(
+        y[keep],
+        pred["beat+rr"][keep],
+        pred["beat"][keep],
+        names,
+        metric,
+        n_boot,
+        labels=("beat+rr", "beat"),
+        groups=groups,
+    ).__dict__
+
+
+def _s_recall_by_record(
+    y: np.ndarray, record: np.ndarray, pred: dict[str, np.ndarray], min_beats: int = 20
+) -> dict[str, dict[str, Any]]:
+    """S recall per test record with at least ``min_beats`` S beats, for each arm.
 
     Why: S beats cluster in few patients (on DS2 one record, 232, holds three quarters of
     them), so a pooled S recall can move with one patient; this shows which.
     """
+    rows: dict[str, dict[str, Any]] = {}
+    for r in np.unique(record[y == 1]):
+        m = (record == r) & (y == 1)
+        if m.sum() >= min_beats:
+            rows[str(r)] = {"s_beats": int(m.sum())}
+            rows[str(r)] |= {arm: float((p[m] == 1).mean()) for arm, p in pred.items()}
+    return rows
+
+
+def _by_record_lines(result: dict[str, Any]) -> list[str]:
     out = [
         "",
         "| protocol | record | S beats | S rec beat | S rec beat+rr |",
         "|---|---|---|---|---|",
     ]
     for protocol, res in result["protocols"].items():
-        if f"{protocol}/record" not in preds.files:
-            continue
-        y, record = preds[f"{protocol}/y"], preds[f"{protocol}/record"]
-        pred = {
-            arm: np.asarray(preds[f"{protocol}/{arm}/probs"], np.float32).mean(axis=0).argmax(-1)
-            for arm in ("beat", "beat+rr")
-        }
-        rows = {}
-        for r in np.unique(record[y == 1]):
-            m = (record == r) & (y == 1)
-            if m.sum() >= min_beats:
-                rec = {arm: float((p[m] == 1).mean()) for arm, p in pred.items()}
-                rows[str(r)] = {"s_beats": int(m.sum()), **rec}
-                out.append(
-                    f"| {protocol} | {r} | {m.sum()} | {rec['beat']:.3f} | {rec['beat+rr']:.3f} |"
-                )
-        res["s_recall_by_record"] = rows
+        for r, row in res.get("s_recall_by_record", {}).items():
+            out.append(
+                f"| {protocol} | {r} | {row['s_beats']} | {row['beat']:.3f} | {row['beat+rr']:.3f} |"
+            )
     return out if len(out) > 3 else []
 
 
