@@ -12,7 +12,7 @@ import flax.linen as nn
 import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, config_fields, make_norm
+from ecgjax.models.common import config_fields, fuse_rhythm, make_norm
 
 POOLS = ("flatten", "global")
 
@@ -80,9 +80,7 @@ class CNN2D(nn.Module):
             h = ConvBlock(self.hidden, self.norm)(h, train=train)
         h = nn.max_pool(h, (2, 2), strides=(2, 2))
         h = h.reshape(h.shape[0], -1) if self.pool == "flatten" else h.mean(axis=(1, 2))
-        h = ContextFusion(self.rr_context, self.rr_width, self.rr_beat_dropout)(
-            h, context, train=train
-        )
+        h = fuse_rhythm(self, h, context, train=train)
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         h = nn.relu(nn.Dense(self.hidden)(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)

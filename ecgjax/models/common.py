@@ -26,12 +26,15 @@ def config_fields(module_cls: type[nn.Module], cfg: Any, num_classes: int) -> di
     keep their module default.
     """
     skip = {"num_classes", "parent", "name"}  # flax's own fields; model.name is the registry key
-    names = {f.name for f in dataclasses.fields(module_cls)} - skip
-    if "norm" in names:
-        check_norm(cfg.norm)  # fail at creation (a failed Tune trial), not inside jit
-    if "rr_context" in names:
-        check_fusion(cfg)
-    return {"num_classes": num_classes, **{k: cfg[k] for k in sorted(names) if k in cfg}}
+    fields = {f.name: f.default for f in dataclasses.fields(module_cls) if f.name not in skip}
+    given = {k: cfg[k] for k in sorted(fields) if k in cfg}
+    resolved = {**fields, **given}
+    # Fail at creation (a failed Tune trial), not inside jit.
+    if "norm" in resolved:
+        check_norm(resolved["norm"])
+    if "rr_context" in resolved:
+        check_fusion(resolved["rr_width"], resolved["rr_beat_dropout"])
+    return {"num_classes": num_classes, **given}
 
 
 def check_norm(norm: str) -> None:
@@ -112,9 +115,24 @@ class ContextFusion(nn.Module):
         return jnp.concatenate([h, c], axis=-1)
 
 
-def check_fusion(cfg: Any) -> None:
+def check_fusion(width: int, beat_dropout: float) -> None:
     """Raise a clear error for impossible ``model.rr_*`` values (at creation, not in jit)."""
-    if cfg.get("rr_width", 32) < 1:
-        raise ValueError(f"model.rr_width must be >= 1, got {cfg.rr_width}")
-    if not 0.0 <= cfg.get("rr_beat_dropout", 0.0) < 1.0:
-        raise ValueError(f"model.rr_beat_dropout must be in [0, 1), got {cfg.rr_beat_dropout}")
+    if width < 1:
+        raise ValueError(f"model.rr_width must be >= 1, got {width}")
+    if not 0.0 <= beat_dropout < 1.0:
+        raise ValueError(f"model.rr_beat_dropout must be in [0, 1), got {beat_dropout}")
+
+
+def fuse_rhythm(
+    model: Any,
+    h: Float[Array, "batch d"],
+    context: Float[Array, "batch f"] | None,
+    *,
+    train: bool,
+) -> Float[Array, "batch e"]:
+    """Apply :class:`ContextFusion` as configured by a model's ``rr_*`` fields.
+
+    Call inside the model's ``nn.compact`` method; the fusion becomes its submodule.
+    """
+    fusion = ContextFusion(model.rr_context, model.rr_width, model.rr_beat_dropout)
+    return fusion(h, context, train=train)

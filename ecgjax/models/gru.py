@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, make_norm
+from ecgjax.models.common import fuse_rhythm, make_norm
 
 
 class GRU(nn.Module):
@@ -65,8 +65,6 @@ class GRU(nn.Module):
         # The forward direction's last state has read the whole beat; the mean keeps every
         # step's evidence (the last state alone has just read the zero-padded tail).
         h = jnp.concatenate([h.mean(axis=1), h[:, -1]], axis=-1)
-        h = ContextFusion(self.rr_context, self.rr_width, self.rr_beat_dropout)(
-            h, context, train=train
-        )
+        h = fuse_rhythm(self, h, context, train=train)
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return nn.Dense(self.num_classes)(h)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, make_norm
+from ecgjax.models.common import fuse_rhythm, make_norm
 
 
 class InceptionModule(nn.Module):
@@ -93,8 +93,6 @@ class Inception(nn.Module):
                 h = nn.Conv(y.shape[-1], (1,), use_bias=False)(h)
             h = nn.max_pool(nn.relu(h + y), (2,), strides=(2,))
         h = AttentionPool(max(self.hidden // 2, 4))(h)
-        h = ContextFusion(self.rr_context, self.rr_width, self.rr_beat_dropout)(
-            h, context, train=train
-        )
+        h = fuse_rhythm(self, h, context, train=train)
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return nn.Dense(self.num_classes)(h)

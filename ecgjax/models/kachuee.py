@@ -12,7 +12,7 @@ from __future__ import annotations
 import flax.linen as nn
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, make_norm
+from ecgjax.models.common import fuse_rhythm, make_norm
 
 NUM_RES_BLOCKS = 5
 
@@ -63,9 +63,7 @@ class Kachuee(nn.Module):
             h = nn.relu(h + y)
             h = nn.max_pool(h, (5,), strides=(2,))
         h = h.reshape(h.shape[0], -1)
-        h = ContextFusion(self.rr_context, self.rr_width, self.rr_beat_dropout)(
-            h, context, train=train
-        )
+        h = fuse_rhythm(self, h, context, train=train)
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         h = nn.relu(nn.Dense(32)(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)

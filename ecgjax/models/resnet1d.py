@@ -16,7 +16,7 @@ import flax.linen as nn
 import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, config_fields, make_norm
+from ecgjax.models.common import config_fields, fuse_rhythm, make_norm
 
 
 class SqueezeExcite(nn.Module):
@@ -108,8 +108,6 @@ class ResNet1D(nn.Module):
                 se_ratio=self.se_ratio,
             )(h, train=train)
         h = h.mean(axis=1)
-        h = ContextFusion(self.rr_context, self.rr_width, self.rr_beat_dropout)(
-            h, context, train=train
-        )
+        h = fuse_rhythm(self, h, context, train=train)
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return nn.Dense(self.num_classes)(h)

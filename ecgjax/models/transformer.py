@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import ContextFusion, config_fields
+from ecgjax.models.common import config_fields, fuse_rhythm
 
 
 def check_heads(hidden: int, num_heads: int) -> None:
@@ -94,7 +94,5 @@ class Transformer(nn.Module):
         for _ in range(self.num_blocks):
             h = EncoderBlock(self.hidden, self.num_heads)(h)
         h = h.mean(axis=1)
-        h = ContextFusion(self.rr_context, self.rr_width, self.rr_beat_dropout)(
-            h, context, train=train
-        )
+        h = fuse_rhythm(self, h, context, train=train)
         return nn.Dense(self.num_classes)(h)
