@@ -26,6 +26,8 @@ FEATURE_LEN = 187
 PADDED_LEN = 192
 META_COLUMNS = ("record", "sample", "symbol")
 TARGET = "target"
+LEAD2_PREFIX = "lead2_"  # lead2_0 ... lead2_186: the second lead, cut like the beat
+HAS_LEAD2 = "has_lead2"  # 1 where the beat's record has a second lead (else zeros in lead2_*)
 
 
 class DataError(ValueError):
@@ -44,6 +46,7 @@ class BeatData:
     sample: np.ndarray | None = None
     symbol: np.ndarray | None = None
     context: np.ndarray | None = None
+    lead2: np.ndarray | None = None  # float32 (N, 187) second lead; zeros where a record has none
 
     def subset(self, idx: np.ndarray) -> BeatData:
         """Return the beats at ``idx``; context is kept, not recomputed on the subset."""
@@ -79,11 +82,11 @@ def load_parquet(path: str | Path, num_classes: int) -> BeatData:
     names = table.column_names
     if TARGET not in names:
         raise DataError(f"{path}: missing column 'target' (columns: {_short(names)})")
-    feats = [c for c in names if c != TARGET and c not in META_COLUMNS]
+    feats = [c for c in names if c != TARGET and c not in META_COLUMNS and not _is_lead2(c)]
     if len(feats) != FEATURE_LEN:
         raise DataError(
-            f"{path}: expected {FEATURE_LEN} feature columns besides 'target' and "
-            f"{list(META_COLUMNS)}, found {len(feats)}"
+            f"{path}: expected {FEATURE_LEN} feature columns besides 'target', "
+            f"{list(META_COLUMNS)} and the second lead, found {len(feats)}"
         )
     bad = [c for c in feats if not _is_numeric(table.schema.field(c).type)]
     if bad:
@@ -105,7 +108,36 @@ def load_parquet(path: str | Path, num_classes: int) -> BeatData:
         symbol = np.asarray(table.column("symbol").to_pylist(), dtype=object).astype(str)
     if record is not None and sample is not None:
         context = rr_features(record, sample)
-    return BeatData(x, y, num_classes, str(path), record, sample, symbol, context)
+    lead2 = _read_lead2(path, table)
+    return BeatData(x, y, num_classes, str(path), record, sample, symbol, context, lead2=lead2)
+
+
+def _is_lead2(name: str) -> bool:
+    return name.startswith(LEAD2_PREFIX) or name == HAS_LEAD2
+
+
+def _read_lead2(path: Path, table: pa.Table) -> np.ndarray | None:
+    """The second lead: ``lead2_0..186`` and ``has_lead2`` all present, or none of them."""
+    found = [c for c in table.column_names if _is_lead2(c)]
+    if not found:
+        return None
+    cols = [f"{LEAD2_PREFIX}{i}" for i in range(FEATURE_LEN)]
+    if sorted(found) != sorted([*cols, HAS_LEAD2]):
+        raise DataError(
+            f"{path}: second-lead columns must be {cols[0]}..{cols[-1]} and {HAS_LEAD2!r}, "
+            f"found {_short(found)}"
+        )
+    bad = [c for c in found if not _is_numeric(table.schema.field(c).type)]
+    if bad:
+        raise DataError(f"{path}: non-numeric second-lead columns: {_short(bad)}")
+    has = _to_float(table.column(HAS_LEAD2))
+    if not np.isin(has, (0, 1)).all():
+        raise DataError(f"{path}: column {HAS_LEAD2!r} holds values other than 0 and 1")
+    lead2 = np.column_stack([_to_float(table.column(c)) for c in cols]).astype(np.float32)
+    lead2[has == 0] = 0.0
+    if not np.isfinite(lead2).all():
+        raise DataError(f"{path}: missing or non-finite second-lead values in rows with one")
+    return lead2
 
 
 def _short(names: list[str], k: int = 8) -> str:
@@ -137,8 +169,12 @@ def _labels(path: Path, col: pa.ChunkedArray, num_classes: int) -> np.ndarray:
     return y.astype(np.int32)
 
 
-def write_parquet(path: str | Path, data: BeatData) -> None:
-    """Write ``data`` in the seed layout (plus metadata columns), atomically."""
+def write_parquet(path: str | Path, data: BeatData, has_lead2: np.ndarray | None = None) -> None:
+    """Write ``data`` in the seed layout (plus metadata and second-lead columns), atomically.
+
+    ``has_lead2`` flags the beats whose record has a second lead; by default a beat has one
+    when its ``lead2`` row is not all zeros (what :func:`load_parquet` gives for "none").
+    """
     path = Path(path)
     x = np.asarray(data.x, dtype=np.float64)
     cols: dict[str, pa.Array] = {str(i): pa.array(x[:, i]) for i in range(x.shape[1])}
@@ -149,6 +185,11 @@ def write_parquet(path: str | Path, data: BeatData) -> None:
         cols["sample"] = pa.array(np.asarray(data.sample, dtype=np.int64))
     if data.symbol is not None:
         cols["symbol"] = pa.array([str(s) for s in data.symbol], type=pa.string())
+    if data.lead2 is not None:
+        lead2 = np.asarray(data.lead2, dtype=np.float64)
+        has = (lead2 != 0).any(axis=1) if has_lead2 is None else np.asarray(has_lead2, dtype=bool)
+        cols |= {f"{LEAD2_PREFIX}{i}": pa.array(lead2[:, i]) for i in range(lead2.shape[1])}
+        cols[HAS_LEAD2] = pa.array(has.astype(np.int64))
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         pq.write_table(pa.table(cols), tmp)

@@ -2,21 +2,16 @@
 
 Outputs (in ``out_dir``): ``heart_big_{train,test}.parq`` (stratified beat-level 80/20 split,
 seed 42, the Kaggle recipe), ``mitbih_ds{1,2}.parq`` (de Chazal's inter-patient split),
-``summary.json``/``summary.png`` and ``manifest.json``. Every file is first written to a temp
-file in ``out_dir`` and only renamed over the old one once all of them are complete, with the
-manifest renamed last: a crash leaves the earlier outputs untouched, and a half-renamed set
-never matches its manifest, so the next run rebuilds it.
+``summary.json``/``summary.png`` and ``manifest.json``. Each beat also carries the record's
+second lead (``lead2_*``, ``has_lead2``). The files are replaced all at once, manifest last
+(:func:`ecgjax.prepare_store.staged`); other WFDB databases go through :mod:`ecgjax.prepare_db`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import platform
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +21,7 @@ from rich.table import Table
 
 from ecgjax import mitbih
 from ecgjax.data import BeatData, class_counts, stratified_split, write_parquet
+from ecgjax.prepare_store import input_checksums, read_manifest, sha256, staged, versions
 
 OUTPUTS = {
     "train": "heart_big_train.parq",
@@ -38,7 +34,9 @@ SUMMARY_PNG = "summary.png"
 MANIFEST = "manifest.json"
 TEST_FRACTION = 0.2
 SPLIT_SEED = 42
-FORMAT_VERSION = 1  # bump when the extraction changes so old outputs are rebuilt
+FORMAT_VERSION = (
+    2  # 2: second-lead columns. Bump when the extraction changes so old outputs are rebuilt
+)
 
 
 class PrepareError(RuntimeError):
@@ -68,21 +66,13 @@ def parameters() -> dict[str, object]:
         "max_segment": mitbih.MAX_SEGMENT,
         "feature_len": mitbih.FEATURE_LEN,
         "lead": mitbih.LEAD,
+        "lead2": "first channel other than the lead",
         "aami": mitbih.AAMI,
         "test_fraction": TEST_FRACTION,
         "split_seed": SPLIT_SEED,
         "ds1": list(mitbih.DS1_RECORDS),
         "ds2": list(mitbih.DS2_RECORDS),
     }
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def prepare(
@@ -111,13 +101,10 @@ def prepare(
     names = mitbih.list_records(source)
     if not names:
         raise PrepareError(f"{source}: no WFDB records (no RECORDS file and no *.hea)")
-    inputs = {
-        f.name: sha256(f) if f.is_file() else None
-        for n in names
-        for f in mitbih.record_files(source, n)
-    }
+    inputs = input_checksums(source, [f for n in names for f in mitbih.input_files(source, n)])
     params = parameters()
-    if not force and _up_to_date(out_dir, inputs, params):
+    expected = set(_out_files(out_dir)) - {"manifest"}
+    if not force and read_manifest(out_dir / MANIFEST, inputs, params, expected) is not None:
         console.print(
             f"[green]Nothing to do: {out_dir} is up to date with {source}.", soft_wrap=True
         )
@@ -130,9 +117,13 @@ def prepare(
         raise PrepareError("damaged records (strict, nothing written):\n  " + "\n  ".join(damaged))
     if not beats:
         raise PrepareError(f"{source}: no usable records")
-    splits = _splits(beats, str(source))
-    counts = {k: class_counts(v.y, len(mitbih.CLASS_NAMES)).tolist() for k, v in splits.items()}
-    _write_all(out_dir, splits, counts, inputs, params, damaged, str(source))
+    data, has_lead2, splits = _splits(beats, str(source))
+    counts = {
+        k: class_counts(data.y[v], len(mitbih.CLASS_NAMES)).tolist() for k, v in splits.items()
+    }
+    leads = {b.record: {"lead": b.lead, "lead2": b.lead2_name, "note": b.note} for b in beats}
+    meta = {"source": str(source), "inputs": inputs, "parameters": params, "records": leads}
+    _write_all(out_dir, data, has_lead2, splits, counts, meta | {"skipped_records": damaged})
     _print_table(console, counts)
     seconds = time.perf_counter() - start
     console.print(f"Wrote {len(OUTPUTS)} datasets to {out_dir} in {seconds:.1f} s.")
@@ -163,27 +154,6 @@ def _out_files(out_dir: Path) -> dict[str, Path]:
     return {k: out_dir / v for k, v in names.items()} | {"manifest": out_dir / MANIFEST}
 
 
-def _up_to_date(out_dir: Path, inputs: dict, params: dict) -> bool:
-    """Same inputs and parameters as the manifest, and every output present and intact."""
-    try:
-        manifest = json.loads((out_dir / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    if manifest.get("inputs") != inputs or manifest.get("parameters") != json.loads(
-        json.dumps(params)
-    ):
-        return False
-    outputs = manifest.get("outputs", {})
-    expected = set(_out_files(out_dir)) - {"manifest"}
-    if set(outputs) != expected:
-        return False
-    for entry in outputs.values():
-        path = out_dir / entry["file"]
-        if not path.is_file() or sha256(path) != entry["sha256"]:
-            return False
-    return True
-
-
 def _extract_all(
     source: Path, names: list[str], progress: bool, console: Console
 ) -> tuple[list[mitbih.RecordBeats], list[str]]:
@@ -202,45 +172,64 @@ def _extract_all(
     return beats, damaged
 
 
-def _splits(beats: list[mitbih.RecordBeats], source: str) -> dict[str, BeatData]:
-    """The beat-level 80/20 split and the record-disjoint DS1/DS2 sets."""
-    record = np.concatenate([np.full(len(b.y), b.record, dtype=object) for b in beats])
+def stack_beats(beats: list[mitbih.RecordBeats], source: str) -> tuple[BeatData, np.ndarray]:
+    """All records' beats in one :class:`BeatData`, and which beats have a second lead.
+
+    Records without a second lead get zeros in ``lead2`` (and ``False`` in the flags).
+    """
     data = BeatData(
         x=np.concatenate([b.x for b in beats]),
         y=np.concatenate([b.y for b in beats]).astype(np.int32),
         num_classes=len(mitbih.CLASS_NAMES),
         source=source,
-        record=record,
+        record=np.concatenate([np.full(len(b.y), b.record, dtype=object) for b in beats]),
         sample=np.concatenate([b.sample for b in beats]),
         symbol=np.concatenate([b.symbol for b in beats]),
+        lead2=np.concatenate(
+            [b.lead2 if b.lead2 is not None else np.zeros_like(b.x) for b in beats]
+        ),
     )
+    has_lead2 = np.concatenate([np.full(len(b.y), b.lead2 is not None) for b in beats])
+    return data, has_lead2
+
+
+def _splits(
+    beats: list[mitbih.RecordBeats], source: str
+) -> tuple[BeatData, np.ndarray, dict[str, np.ndarray]]:
+    """All beats, their second-lead flags, and the indices of the beat-level 80/20 split and
+    the record-disjoint DS1/DS2 sets."""
+    data, has_lead2 = stack_beats(beats, source)
     train_idx, test_idx = stratified_split(data.y, TEST_FRACTION, SPLIT_SEED)
-    return {
-        "train": data.subset(train_idx),
-        "test": data.subset(test_idx),
-        "ds1": data.subset(np.flatnonzero(np.isin(record, mitbih.DS1_RECORDS))),
-        "ds2": data.subset(np.flatnonzero(np.isin(record, mitbih.DS2_RECORDS))),
-    }
+    record = np.asarray(data.record)
+    return (
+        data,
+        has_lead2,
+        {
+            "train": train_idx,
+            "test": test_idx,
+            "ds1": np.flatnonzero(np.isin(record, mitbih.DS1_RECORDS)),
+            "ds2": np.flatnonzero(np.isin(record, mitbih.DS2_RECORDS)),
+        },
+    )
 
 
 def _write_all(
     out_dir: Path,
-    splits: dict[str, BeatData],
+    data: BeatData,
+    has_lead2: np.ndarray,
+    splits: dict[str, np.ndarray],
     counts: dict[str, list[int]],
-    inputs: dict,
-    params: dict,
-    damaged: list[str],
-    source: str,
+    meta: dict,
 ) -> None:
     """Write every output to a temp file, then rename them all (manifest last)."""
-    tag = f".tmp{os.getpid()}"
     final = _out_files(out_dir)
-    temps = {k: p.with_name(f".{p.name}{tag}") for k, p in final.items()}
-    try:
+    keys = [k for k in final if k != "manifest"] + ["manifest"]
+    with staged([final[k] for k in keys]) as staging:
+        temps = {k: staging[final[k]] for k in keys}
         for key in OUTPUTS:
-            write_parquet(temps[key], splits[key])
-        all_x = np.concatenate([splits["train"].x, splits["test"].x])
-        all_y = np.concatenate([splits["train"].y, splits["test"].y])
+            write_parquet(temps[key], data.subset(splits[key]), has_lead2=has_lead2[splits[key]])
+        every = np.concatenate([splits["train"], splits["test"]])
+        all_x, all_y = data.x[every], data.y[every]
         means = [all_x[all_y == c].mean(axis=0) if (all_y == c).any() else None for c in range(5)]
         summary = {
             "class_names": list(mitbih.CLASS_NAMES),
@@ -252,34 +241,11 @@ def _write_all(
         outputs = {
             k: {"file": final[k].name, "sha256": sha256(temps[k])}
             | ({"beats": len(splits[k]), "class_counts": counts[k]} if k in OUTPUTS else {})
-            for k in final
-            if k != "manifest"
+            for k in keys[:-1]
         }
-        manifest = {
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "source": source,
-            "inputs": inputs,
-            "parameters": params,
-            "skipped_records": damaged,
-            "outputs": outputs,
-            "versions": _versions(),
-        }
+        manifest = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta}
+        manifest |= {"outputs": outputs, "versions": versions()}
         temps["manifest"].write_text(json.dumps(manifest, indent=1))
-        for key in [k for k in final if k != "manifest"] + ["manifest"]:
-            os.replace(temps[key], final[key])
-    finally:
-        for t in temps.values():
-            t.unlink(missing_ok=True)
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("ecgjax", "numpy", "scipy", "wfdb", "pyarrow"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
 
 
 def _plot(path: Path, counts: dict[str, list[int]], means: list[np.ndarray | None]) -> None:

@@ -1,9 +1,13 @@
-"""Prepare the MIT-BIH beat datasets from WFDB records.
+"""Prepare beat datasets from WFDB records: the MIT-BIH splits, or any other annotated database.
 
-    uv run scripts/prepare_data.py --source ../shared/data/mitdb   # local records, ~15 s
+    uv run scripts/prepare_data.py --source ../shared/data/mitdb   # MIT-BIH splits, ~15 s
     uv run scripts/prepare_data.py --download                      # from PhysioNet (online)
+    uv run scripts/prepare_data.py --source DIR --name incart      # data/incart.parq + .json
+    uv run scripts/prepare_data.py --source DIR --name svdb --lead ECG1 --annotator atr
 
-Writes data/heart_big_{train,test}.parq, data/mitbih_ds{1,2}.parq, a summary and a manifest.
+Without --name: data/heart_big_{train,test}.parq, data/mitbih_ds{1,2}.parq, a summary and a
+manifest. With --name: data/NAME.parq (resampled to 125 Hz, lead by name) and data/NAME.json;
+the exit status is 1 when records were skipped (named in the table and on the last line).
 A second run with the same inputs does nothing; --force rebuilds.
 """
 
@@ -15,30 +19,53 @@ from pathlib import Path
 
 from ecgjax import paths
 from ecgjax.prepare import PrepareError, prepare
+from ecgjax.prepare_db import prepare_database
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Prepare the MIT-BIH beat datasets from WFDB records."
+        description="Prepare beat datasets from WFDB records (MIT-BIH, or any database with --name)."
     )
-    parser.add_argument("--source", type=Path, help="folder with the WFDB records (mitdb)")
+    parser.add_argument("--source", type=Path, help="folder with the WFDB records")
     parser.add_argument("--download", action="store_true", help="download mitdb from PhysioNet")
+    parser.add_argument(
+        "--name", help="prepare another database as data/NAME.parq (not the MIT-BIH splits)"
+    )
+    parser.add_argument(
+        "--lead", help="with --name: use this lead (default: MLII, II, ML2, V5, V1, first)"
+    )
+    parser.add_argument("--annotator", help="with --name: annotation file extension (default: atr)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: data/)")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    parser.add_argument("--strict", action="store_true", help="fail on any damaged record")
+    parser.add_argument(
+        "--strict", action="store_true", help="write nothing if any record is damaged or skipped"
+    )
     args = parser.parse_args(argv)
     if (args.source is None) == (not args.download):
         parser.error("give exactly one of --source DIR or --download")
+    if args.name is None and (args.lead is not None or args.annotator is not None):
+        parser.error("--lead and --annotator go with --name (MIT-BIH uses MLII and atr)")
+    if args.name is not None and args.download:
+        parser.error("--name needs --source DIR (--download fetches MIT-BIH only)")
+    out = args.out or paths.data_dir()
     try:
-        prepare(
+        if args.name is None:
+            prepare(args.source, out, download=args.download, force=args.force, strict=args.strict)
+            return 0
+        result = prepare_database(
             args.source,
-            args.out or paths.data_dir(),
-            download=args.download,
+            out,
+            args.name,
+            lead=args.lead,
+            annotator=args.annotator or "atr",
             force=args.force,
             strict=args.strict,
         )
     except PrepareError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    if result.skipped:
+        print(f"{len(result.skipped)} record(s) skipped: exit status 1", file=sys.stderr)
         return 1
     return 0
 

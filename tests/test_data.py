@@ -72,7 +72,65 @@ def test_kaggle_layout_float_target_and_arbitrary_names(tmp_path):
     df["target"] = df["target"].astype(np.float64)
     got = load_parquet(_write(tmp_path, df), 5)
     np.testing.assert_array_equal(got.y, df["target"].to_numpy().astype(np.int32))
-    assert got.context is None and got.record is None
+    assert got.context is None and got.record is None and got.lead2 is None
+
+
+def _with_lead2(tmp_path: Path, name: str = "lead2.parq") -> tuple[Path, np.ndarray]:
+    """A prepared-layout file whose first 10 beats have no second lead; returns lead2 as written."""
+    x, y, record, sample = make_records()
+    lead2 = (1.0 - x).astype(np.float32)
+    has = np.arange(len(y)) >= 10
+    lead2[~has] = 0
+    lead2[3, :] = 0.5  # a second lead flagged absent: the flag wins, the row loads as zeros
+    path = tmp_path / name
+    write_parquet(path, BeatData(x, y, 5, "mem", record, sample, lead2=lead2), has_lead2=has)
+    lead2[3, :] = 0
+    return path, lead2
+
+
+def test_second_lead_roundtrip_and_subset(tmp_path):
+    path, lead2 = _with_lead2(tmp_path)
+    df = pd.read_parquet(path)
+    assert list(df.columns[-188:]) == [*(f"lead2_{i}" for i in range(187)), "has_lead2"]
+    assert df["has_lead2"].tolist() == [0] * 10 + [1] * (len(df) - 10)
+    got = load_parquet(path, 5)
+    assert got.x.shape == (len(df), 187)  # the second lead is not a feature
+    assert got.lead2 is not None and got.lead2.dtype == np.float32
+    np.testing.assert_array_equal(got.lead2, lead2)
+    sub = got.subset(np.array([12, 0]))
+    assert sub.lead2 is not None
+    np.testing.assert_array_equal(sub.lead2, lead2[[12, 0]])
+    # Without explicit flags a beat has a second lead where its row is not all zeros.
+    again = tmp_path / "again.parq"
+    write_parquet(again, got)
+    assert pd.read_parquet(again)["has_lead2"].tolist() == df["has_lead2"].tolist()
+    np.testing.assert_array_equal(load_parquet(again, 5).lead2, lead2)
+
+
+LEAD2_DAMAGE = {
+    "second-lead columns must be": lambda df: df.drop(columns="lead2_7"),
+    "second-lead columns must be ": lambda df: df.drop(columns="has_lead2"),
+    "non-numeric second-lead": lambda df: df.assign(lead2_3="x"),
+    "values other than 0 and 1": lambda df: df.assign(has_lead2=2),
+    "non-finite second-lead": lambda df: df.assign(lead2_5=np.nan),
+}
+
+
+@pytest.mark.parametrize("problem", list(LEAD2_DAMAGE))
+def test_bad_second_lead_names_file_and_problem(tmp_path, problem):
+    path, _ = _with_lead2(tmp_path)
+    bad = _write(tmp_path, LEAD2_DAMAGE[problem](pd.read_parquet(path)), "bad.parq")
+    with pytest.raises(DataError) as err:
+        load_parquet(bad, 5)
+    assert str(err.value).startswith(str(bad)) and problem.strip() in str(err.value)
+
+
+def test_missing_second_lead_values_are_fine_where_flagged_absent(tmp_path):
+    path, lead2 = _with_lead2(tmp_path)
+    df = pd.read_parquet(path)
+    df.loc[df["has_lead2"] == 0, "lead2_5"] = np.nan  # e.g. a database writer's "no value"
+    got = load_parquet(_write(tmp_path, df, "nan.parq"), 5)
+    np.testing.assert_array_equal(got.lead2, lead2)
 
 
 BAD_FRAMES = {

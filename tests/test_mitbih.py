@@ -53,7 +53,48 @@ def test_synthetic_record_beats(tmp_path):
 def test_missing_mlii_uses_first_channel_and_says_so(tmp_path):
     write_record(tmp_path, "102", leads=("V5", "V2"))
     rb = mitbih.extract_record(tmp_path, "102")
-    assert rb.lead == "V5" and "no MLII" in str(rb.note)
+    assert rb.lead == "V5" and "no MLII" in str(rb.note) and rb.lead2_name == "V2"
+
+
+def test_second_lead_is_cut_like_the_first(tmp_path):
+    write_record(tmp_path, "100")  # V1 is half of MLII: the same after window normalisation
+    rb = mitbih.extract_record(tmp_path, "100")
+    assert rb.lead2_name == "V1" and rb.lead2 is not None and rb.lead2.shape == rb.x.shape
+    assert rb.lead2.dtype == np.float32 and np.abs(rb.lead2 - rb.x).max() < 0.01
+    np.testing.assert_array_equal(rb.lead2 == 0, rb.x == 0)  # same segment lengths
+    write_record(tmp_path, "101", leads=("MLII",))
+    one = mitbih.extract_record(tmp_path, "101")
+    assert one.lead2 is None and one.lead2_name is None
+
+
+def test_leads_are_matched_loosely_in_order_or_forced():
+    order = mitbih.LEAD_ORDER
+    assert mitbih.choose_leads("r", ["V1", "ii "], order) == (1, 0, None)
+    assert mitbih.choose_leads("r", ["V5", "ML II"], order) == (1, 0, None)
+    assert mitbih.choose_leads("r", ["I", "v5", "V1"], order) == (1, 0, None)
+    assert mitbih.choose_leads("r", ["ECG1", "ECG2"], order)[:2] == (0, 1)
+    assert "using ECG1" in str(mitbih.choose_leads("r", ["ECG1", "ECG2"], order)[2])
+    assert mitbih.choose_leads("r", ["ECG"], order)[:2] == (0, None)  # one lead: no lead 2
+    assert mitbih.choose_leads("r", ["MLII", "V1"], order, force="v1") == (1, 0, None)
+    with pytest.raises(mitbih.RecordError, match=r"^record r: no lead 'V4' \(leads: MLII, V1\)"):
+        mitbih.choose_leads("r", ["MLII", "V1"], order, force="V4")
+
+
+def test_resample_ratio_is_exact_for_common_rates():
+    for fs, ratio in ((360, (25, 72)), (257, (125, 257)), (128, (125, 128)), (250, (1, 2))):
+        r = mitbih.resample_ratio(fs)
+        assert (r.numerator, r.denominator) == ratio
+    assert mitbih.resample_ratio(1000 / 3) == mitbih.Fraction(3, 8)
+
+
+def test_other_rates_are_refused_for_mitbih_but_read_when_asked(tmp_path):
+    write_record(tmp_path, "100")
+    header = (tmp_path / "100.hea").read_text().replace(" 360 ", " 250 ", 1)
+    (tmp_path / "100.hea").write_text(header)
+    with pytest.raises(mitbih.RecordError, match=r"^record 100: header says fs=250"):
+        mitbih.extract_record(tmp_path, "100")
+    raw = mitbih.read_record(tmp_path, "100", fs=None)
+    assert raw.fs == 250 and raw.lead == "MLII" and raw.lead2 == "V1"
 
 
 def test_lead_order_follows_names(tmp_path):
@@ -65,6 +106,7 @@ def test_lead_order_follows_names(tmp_path):
     ("damage", "message"),
     [
         (lambda d: (d / "100.atr").unlink(), "missing file 100.atr"),
+        (lambda d: (d / "100.dat").unlink(), "missing file 100.dat"),
         (lambda d: (d / "100.hea").write_text("garbage ###\n"), "unreadable header"),
         (lambda d: _truncate(d / "100.dat"), "truncated 100.dat"),
     ],
@@ -119,5 +161,8 @@ def test_real_record_counts_match_annotations(name):
     rb = mitbih.extract_record(real_records(), name)
     np.testing.assert_array_equal(np.bincount(rb.y, minlength=5), README_COUNTS[name])
     assert rb.lead == ("V5" if name == "102" else "MLII")
+    assert rb.lead2_name == {"100": "V5", "114": "V5", "102": "V2"}[name]
+    assert rb.lead2 is not None and rb.lead2.min() >= 0 and rb.lead2.max() <= 1
+    np.testing.assert_array_equal(rb.lead2[:, -1], 0)
     assert rb.x.min() >= 0 and rb.x.max() <= 1 and not rb.x[:, -1].any()
     assert (rb.x[:, 0] > 0.3).mean() > 0.9  # segments start on the R-peak

@@ -13,6 +13,7 @@ import pytest
 import wfdb
 
 import ecgjax.prepare as P
+import ecgjax.prepare_store as S
 from ecgjax.data import load_parquet
 from ecgjax.prepare import PrepareError, prepare
 
@@ -68,7 +69,12 @@ def test_outputs_splits_and_manifest(source, tmp_path):
     for d in (train, test, ds1, ds2):
         assert d.x.min() >= 0 and d.x.max() <= 1 and not d.x[:, -1].any()
     df = pd.read_parquet(out / P.OUTPUTS["train"])
-    assert list(df.columns) == [*map(str, range(187)), "target", "record", "sample", "symbol"]
+    lead2 = [f"lead2_{i}" for i in range(187)]
+    meta = ["target", "record", "sample", "symbol"]
+    assert list(df.columns) == [*map(str, range(187)), *meta, *lead2, "has_lead2"]
+    assert (df["has_lead2"] == 1).all()  # every synthetic record has a second lead (V1)
+    for d in (train, test, ds1, ds2):  # V1 is MLII's copy: the same cut gives the same beat
+        assert d.lead2 is not None and np.array_equal(d.lead2, d.x)
     manifest = json.loads((out / P.MANIFEST).read_text())
     assert set(manifest["inputs"]) == {
         f"10{i}.{e}" for i in range(4) for e in ("hea", "dat", "atr")
@@ -76,6 +82,7 @@ def test_outputs_splits_and_manifest(source, tmp_path):
     for entry in manifest["outputs"].values():
         assert P.sha256(out / entry["file"]) == entry["sha256"]
     assert manifest["outputs"]["ds1"]["class_counts"] == result.counts["ds1"]
+    assert manifest["records"]["101"] == {"lead": "MLII", "lead2": "V1", "note": None}
     summary = json.loads((out / P.SUMMARY_JSON).read_text())
     assert summary["counts"] == result.counts and (out / P.SUMMARY_PNG).stat().st_size > 0
     assert not list(out.glob(".*tmp*"))
@@ -129,11 +136,11 @@ def test_crash_mid_write_leaves_earlier_outputs_byte_identical(source, tmp_path,
     real_write = P.write_parquet
     calls = []
 
-    def crashing_write(path, data):
+    def crashing_write(path, data, **kwargs):
         calls.append(path)
         if len(calls) == 2:
             raise RuntimeError("disk full")
-        real_write(path, data)
+        real_write(path, data, **kwargs)
 
     monkeypatch.setattr(P, "write_parquet", crashing_write)
     with pytest.raises(RuntimeError, match="disk full"):
@@ -154,7 +161,7 @@ def test_crash_between_renames_is_repaired_by_next_run(source, tmp_path, monkeyp
             raise OSError("power cut")
         real_replace(src, dst)
 
-    monkeypatch.setattr(P.os, "replace", crashing_replace)
+    monkeypatch.setattr(S.os, "replace", crashing_replace)
     with pytest.raises(OSError, match="power cut"):
         prepare(source, out, progress=False)
     monkeypatch.undo()
@@ -203,6 +210,9 @@ def _real_subset(tmp_path: Path, names: list[str]) -> Path:
 def test_real_records_counts_and_interpatient_split(tmp_path):
     src = _real_subset(tmp_path, ["100", "101", "102"])
     result = prepare(src, tmp_path / "data", progress=False)
+    manifest = json.loads((tmp_path / "data" / P.MANIFEST).read_text())
+    leads = {r: (v["lead"], v["lead2"]) for r, v in manifest["records"].items()}
+    assert leads == {"100": ("MLII", "V5"), "101": ("MLII", "V1"), "102": ("V5", "V2")}
     total = np.add(result.counts["train"], result.counts["test"])
     # README counts: 100 + 101 + 102
     np.testing.assert_array_equal(total, [2239 + 1860 + 99, 33 + 3, 1 + 4, 0, 2 + 2084])
