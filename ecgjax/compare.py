@@ -4,6 +4,10 @@ A single test number per run hides two sources of noise: the seeds (training) an
 beats (sampling). The table shows the first (mean +- std over seeds, worst seed, ensemble);
 the paired bootstrap the second: beats are resampled with replacement, the *same* indices for
 A and B, so "A is better than B" comes with a 95% interval of the difference.
+
+Each run also gets its gross AAMI Se/+P/FPR (:mod:`ecgjax.aami`) and its own protocol: the
+runs may have been trained on different files, so one test file can hold new patients for one
+run and seen patients for another (:mod:`ecgjax.patients`).
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from ecgjax import aami, eval_plots, paths
 from ecgjax import checkpoint as ckpt
 from ecgjax import data as data_lib
-from ecgjax import eval_plots, paths
 from ecgjax import evaluate as eval_lib
 from ecgjax import metrics as metrics_lib
 
@@ -34,6 +38,7 @@ class Candidate:
     class_names: list[str]
     probs: np.ndarray  # (S, N, C)
     report: dict[str, Any]  # metrics.ensemble_report
+    patients: dict[str, Any]  # patients.overlap of the test file with this run's training file
 
     @property
     def ensemble_pred(self) -> np.ndarray:
@@ -79,7 +84,8 @@ def load_candidates(
         if any(c.label == label for c in out):
             label = f"{label} #{len(out) + 1}"
         report = metrics_lib.ensemble_report(probs, test.y, ld.num_classes)
-        out.append(Candidate(label, ld.run_dir, ld.class_names, probs, report))
+        patients = eval_lib.patients_of(ld, test)
+        out.append(Candidate(label, ld.run_dir, ld.class_names, probs, report, patients))
     return out, test
 
 
@@ -258,7 +264,16 @@ def compare(
         },
         "class_names": names,
         "runs": [
-            {"label": c.label, "checkpoint": str(c.run_dir), "summary": summary(c, names)}
+            {
+                "label": c.label,
+                "checkpoint": str(c.run_dir),
+                "summary": summary(c, names),
+                "patients": c.patients["patients"],
+                "protocol": c.patients["protocol"],
+                "aami_gross": aami.gross(
+                    aami.confusion(test.y, c.ensemble_pred, len(names)), names
+                ),
+            }
             for c in candidates
         ],
         "bootstrap": [{**asdict(t), "clear": t.clear} for t in tests],

@@ -34,7 +34,10 @@ def evaluation_pngs(
 ) -> list[Path]:
     """The figures of one evaluation report: confusion, recall with seed spread, PR curves."""
     name, names = report["name"], report["class_names"]
-    title = f"{report['label']} ({report['which']}) on {Path(report['data']['file']).name}"
+    title = (
+        f"{report['label']} ({report['which']}) on {Path(report['data']['file']).name}\n"
+        f"{report['protocol']}"
+    )
     cm = np.asarray(report["metrics"]["ensemble"]["confusion"])
     return [
         plots.confusion_png(cm, names, out / f"{name}_confusion.png", f"{title}, ensemble"),

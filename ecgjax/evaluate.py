@@ -4,6 +4,11 @@ The checkpoint folder carries its own config and metadata, so an evaluation need
 the folder (or the MLflow run that points at it) and, optionally, another test file in the
 seed's layout (e.g. the inter-patient DS2 file). Results go beside the checkpoint
 (``<run>/evaluation/<name>.json`` and PNGs) and to the run's MLflow entry.
+
+Every evaluation says which protocol its numbers come from: the evaluated records are checked
+against the checkpoint's training file (:mod:`ecgjax.patients`), and the AAMI statistics
+(:mod:`ecgjax.aami`) carry the label "beat-level (patients seen in training)" or
+"inter-patient (new patients)".
 """
 
 from __future__ import annotations
@@ -16,17 +21,19 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from ecgjax import aami, eval_plots, paths
 from ecgjax import checkpoint as ckpt
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
-from ecgjax import eval_plots, paths
 from ecgjax import metrics as metrics_lib
 from ecgjax import operating_point as op_lib
+from ecgjax import patients as patients_lib
 from ecgjax.engine import Ensemble
+from ecgjax.eval_tracking import EVAL_EXPERIMENT, log_evaluation
+from ecgjax.eval_tracking import find_tracked_run as find_tracked_run  # re-exported
 from ecgjax.tracking import Tracker
 from ecgjax.train import TrainState
 
-EVAL_EXPERIMENT = "ecgjax-eval"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -49,31 +56,6 @@ class Loaded:
     @property
     def num_classes(self) -> int:
         return int(self.meta["num_classes"])
-
-
-def _search_all(tracker: Tracker, filter_string: str) -> list[Any]:
-    """Runs matching ``filter_string`` in every experiment (tags do not say which one)."""
-    ids = [e.experiment_id for e in tracker.client.search_experiments()]
-    return tracker.client.search_runs(ids, filter_string=filter_string) if ids else []
-
-
-def find_tracked_run(tracker: Tracker, run_dir: Path) -> str | None:
-    """The MLflow run whose ``ecgjax.checkpoint`` tag names ``run_dir``; for a sweep's ``best``
-    copy, the run of the trial it was copied from."""
-    for value in dict.fromkeys([str(Path(run_dir).resolve()), str(run_dir)]):
-        runs = _search_all(tracker, f"tags.`ecgjax.checkpoint` = '{value}'")
-        if runs:
-            return runs[0].info.run_id
-        for sweep in _search_all(tracker, f"tags.`ecgjax.best_dir` = '{value}'"):
-            sweep_id = sweep.data.tags.get("ecgjax.sweep_id")
-            trial_id = sweep.data.tags.get("ecgjax.best_trial")
-            trials = _search_all(
-                tracker,
-                f"tags.`ecgjax.sweep_id` = '{sweep_id}' and tags.`ecgjax.trial_id` = '{trial_id}'",
-            )
-            if trials:
-                return trials[0].info.run_id
-    return None
 
 
 def resolve_source(source: str | Path) -> Path:
@@ -199,6 +181,12 @@ def default_name(loaded: Loaded, data_path: str | Path | None) -> str:
     return stem if loaded.which == "best" else f"{stem}_{loaded.which}"
 
 
+def patients_of(loaded: Loaded, split: data_lib.BeatData) -> dict[str, Any]:
+    """Seen or new patients: ``split``'s records against the checkpoint's training file."""
+    train = patients_lib.training_file(loaded.meta)
+    return patients_lib.overlap(train, split.source, split.record, split.sample)
+
+
 def evaluate(
     loaded: Loaded,
     split: data_lib.BeatData,
@@ -206,19 +194,31 @@ def evaluate(
     name: str = "test",
     val: data_lib.BeatData | None = None,
     target_recall: float = 0.9,
+    min_normal_recall: float = 0.95,
+    n_boot: int = 1000,
+    patients: dict[str, Any] | None = None,
     write: bool = True,
     log_mlflow: bool = True,
 ) -> dict[str, Any]:
     """Score ``loaded`` on ``split``: per seed, seed mean/std/worst and ensemble, plus figures.
 
-    With ``val``, a recall-first operating point is fitted there (ensemble probabilities) and
-    compared with argmax on ``split``. Returns the report written to
+    With ``val``, a recall-first operating point is fitted there (ensemble probabilities),
+    keeping N recall >= ``min_normal_recall``, and compared with argmax on ``split``. The
+    ``aami`` section holds the ensemble's gross, record-average and per-record Se/+P/FPR with
+    ``n_boot`` record-bootstrap intervals (gross only for the seeds). ``patients`` is
+    :func:`patients_of` (computed when not given). Returns the report written to
     ``<run>/evaluation/<name>.json``.
     """
     if not re.fullmatch(r"[\w.\-]+", name):
         raise ValueError(f"evaluation name {name!r}: use letters, digits, '_', '-' and '.' only")
     names = loaded.class_names
+    patients = patients if patients is not None else patients_of(loaded, split)
     probs = predict(loaded, split)
+    protocol = patients["protocol"]
+    section = aami.report(
+        split.y, probs.mean(0), names, split.record, n_boot=n_boot, protocol=protocol
+    )
+    seeds = [aami.gross(aami.confusion(split.y, p.argmax(-1), len(names)), names) for p in probs]
     report: dict[str, Any] = {
         "name": name,
         "checkpoint": str(loaded.run_dir),
@@ -232,12 +232,18 @@ def evaluate(
         },
         "class_names": names,
         "seeds": list(loaded.ensemble.seeds),
+        "patients": patients["patients"],
+        "protocol": protocol,
+        "patient_overlap": patients,
         "metrics": metrics_lib.ensemble_report(probs, split.y, loaded.num_classes),
-        "warnings": _warnings(split, names),
+        "aami": {"ensemble": section, "seeds": seeds},
+        "warnings": _warnings(split, names, patients),
         "operating_point": None,
     }
     if val is not None:
-        point = op_lib.fit(predict(loaded, val).mean(0), val.y, target_recall)
+        point = op_lib.fit(
+            predict(loaded, val).mean(0), val.y, target_recall, min_normal_recall=min_normal_recall
+        )
         report["operating_point"] = op_lib.compare_on(probs.mean(0), split.y, point)
     if write:
         out = loaded.run_dir / "evaluation"
@@ -245,7 +251,7 @@ def evaluate(
         report["figures"] = [str(p) for p in figures]
         ckpt.write_json_atomic(loaded.run_dir / "evaluation" / f"{name}.json", report)
     if log_mlflow:
-        report["mlflow_run_id"] = _log(loaded, report)
+        report["mlflow_run_id"] = log_evaluation(loaded, report)
     return report
 
 
@@ -257,41 +263,13 @@ def checkpoint_label(run_dir: Path) -> str:
         return run_dir.name
 
 
-def _warnings(split: data_lib.BeatData, names: list[str]) -> list[str]:
+def _warnings(split: data_lib.BeatData, names: list[str], patients: dict[str, Any]) -> list[str]:
+    out = [] if patients["patients"] == "new" else [patients_lib.describe(patients)]
     counts = data_lib.class_counts(split.y, len(names))
     absent = [n for n, k in zip(names, counts, strict=True) if k == 0]
-    if not absent:
-        return []
-    return [
-        f"{split.source}: no beats of class {', '.join(absent)}; their recall is undefined "
-        "and left out of the macro means (is this a file of another dataset?)"
-    ]
-
-
-def _log(loaded: Loaded, report: dict[str, Any]) -> str:
-    """Log to the run's MLflow entry (found by its checkpoint tag), or a new ``ecgjax-eval`` run."""
-    tracker = Tracker(EVAL_EXPERIMENT)
-    run_id = find_tracked_run(tracker, loaded.run_dir)
-    if run_id is None:
-        run_id = tracker.start_run(
-            f"eval-{loaded.run_dir.name}",
-            tags={"ecgjax.checkpoint": str(loaded.run_dir.resolve()), "ecgjax.kind": "eval"},
+    if absent:
+        out.append(
+            f"{split.source}: no beats of class {', '.join(absent)}; their recall is undefined "
+            "and left out of the macro means (is this a file of another dataset?)"
         )
-        tracker.log_params(run_id, config_lib.flatten(loaded.config))
-        tracker.end_run(run_id)
-    prefix = f"eval/{report['name']}"
-    flat = metrics_lib.flat_metrics(report["metrics"], prefix, loaded.class_names)
-    if report["operating_point"] is not None:
-        rf = report["operating_point"]["recall_first"]
-        for c, cname in enumerate(loaded.class_names):
-            flat[f"{prefix}/recall_first/recall_{cname}"] = rf["recall"][c]
-            flat[f"{prefix}/recall_first/precision_{cname}"] = rf["precision"][c]
-        flat[f"{prefix}/recall_first/macro_recall"] = rf["macro_recall"]
-    tracker.log_metrics(run_id, flat, step=loaded.epoch)
-    tracker.set_tags(run_id, {f"ecgjax.eval.{report['name']}": report["data"]["file"]})
-    for fig in report.get("figures", []):
-        tracker.log_artifact(run_id, Path(fig), f"evaluation/{report['name']}")
-    json_path = loaded.run_dir / "evaluation" / f"{report['name']}.json"
-    if json_path.is_file():
-        tracker.log_artifact(run_id, json_path, f"evaluation/{report['name']}")
-    return run_id
+    return out

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ecgjax import aami_tables, eval_plots, journal, paths
 from ecgjax import config as config_lib
-from ecgjax import eval_plots, journal, paths
 from ecgjax.report_render import Block, render_markdown, render_pdf
 from ecgjax.report_store import (
     ReportError,
@@ -166,6 +166,7 @@ def _store_summary(sweep: Sweep, names: list[str]) -> Block:
             f"{b.at_best['ensemble']:.4f}) at epoch {b.best_epoch}."
         )
         test = b.metrics.get("eval/test/ensemble/macro_recall")
+        protocol = b.tags.get("ecgjax.eval.test.protocol", "protocol not recorded")
         if test is not None:
             per_class = ", ".join(
                 f"{c} {b.metrics[f'eval/test/ensemble/recall_{c}']:.4f}"
@@ -173,12 +174,26 @@ def _store_summary(sweep: Sweep, names: list[str]) -> Block:
                 if f"eval/test/ensemble/recall_{c}" in b.metrics
             )
             text += (
-                f" Test (reported once, best trial only): ensemble macro recall {test:.4f}, "
+                f" Test ({protocol}; reported once, best trial only): ensemble macro recall "
+                f"{test:.4f}, "
                 f"seed mean {b.metrics['eval/test/macro_recall']:.4f} +- "
                 f"{b.metrics['eval/test/std/macro_recall']:.4f}; recall {per_class}."
             )
     text += "".join(f" Failed {t.trial_id}: {t.error}." for t in failed if t.error)
     return Block("p", text, lead="From the store.")
+
+
+def _aami_table(sweep: Sweep) -> list[Block]:
+    """The best trial's gross AAMI statistics on its test split, as the store holds them."""
+    best = sweep.ok[0] if sweep.ok else None
+    got = best and aami_tables.store_table(
+        best.metrics,
+        best.tags,
+        "test",
+        sweep.class_names,
+        f"Test split, best trial {best.trial_id}",
+    )
+    return [Block("table", got[0], got[1], got[2], size=6.5)] if got else []
 
 
 def _top_table(sweep: Sweep, top: int) -> Block:
@@ -248,7 +263,7 @@ def _config_blocks(sweep: Sweep, top: int) -> list[Block]:
         lines = [f"{k} = {v}" for k, v in sorted(flat.items())]
         half = (len(lines) + 1) // 2
         text = "\n".join(
-            f"{a:<58}{b}" for a, b in zip(lines[:half], [*lines[half:], ""], strict=True)
+            f"{a:<58}{b}" for a, b in zip(lines[:half], [*lines[half:], ""][:half], strict=True)
         )
         out.append(Block("mono", text, size=6.0))
     return out
@@ -291,6 +306,7 @@ def write_report(
         Block("h2", "Hypothesis and result"),
         *short,
         _store_summary(sweep, sweep.class_names),
+        *_aami_table(sweep),
         Block("h2", "Search space and trials"),
         trial_table(sweep),
         Block("h2", "Top architectures"),

@@ -37,6 +37,7 @@ class Trial:
     best_epoch: int = 0
     at_best: dict[str, float] = field(default_factory=dict)  # metrics at the best epoch
     metrics: dict[str, float] = field(default_factory=dict)  # latest values (eval/test/...)
+    tags: dict[str, str] = field(default_factory=dict)  # e.g. ecgjax.eval.test.protocol
 
 
 @dataclass
@@ -113,6 +114,7 @@ def load_sweep(sweep_id: str, tracker: Tracker) -> Sweep:
             t.get("ecgjax.checkpoint"),
             t.get("ecgjax.error"),
             metrics=dict(run.data.metrics),
+            tags=dict(t),
         )
         history = {
             k: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
@@ -177,7 +179,8 @@ def evaluate_best(sweep: Sweep, tracker: Tracker) -> dict[str, Any] | None:
     loaded = evaluate.load_ensemble(best.checkpoint)
     test, _ = evaluate.load_data(loaded)
     report = evaluate.evaluate(loaded, test, name="test")
-    best.metrics = dict(tracker.client.get_run(best.run_id).data.metrics)
+    run = tracker.client.get_run(best.run_id)
+    best.metrics, best.tags = dict(run.data.metrics), dict(run.data.tags)
     return report
 
 

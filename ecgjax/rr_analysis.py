@@ -3,7 +3,9 @@
 Reads what :func:`ecgjax.rr_study.train_arms` saved (``arms.json``, ``predictions.npz``),
 so it can run on another machine than the training. The claim tested on each protocol:
 beat+RR raises S recall (ensemble predictions, 95% bootstrap CI of the difference) without
-costing more than 0.05 of V recall.
+costing more than 0.05 of V recall. Each arm also gets the gross AAMI Se/+P/FPR per class, under
+the protocol label the test records earn against the arm's training file (seen or new
+patients; :mod:`ecgjax.patients`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ecgjax import journal, paths
+from ecgjax import aami, journal, paths
+from ecgjax import patients as patients_lib
 from ecgjax.compare import paired_bootstrap
 from ecgjax.metrics import classification_metrics
 
@@ -82,7 +85,13 @@ def analyse(
                 + " | ".join(cells)
                 + f" | {mean['macro_recall']:.3f} | {mean['accuracy']:.3f} |"
             )
-            result["protocols"][protocol][arm] = {"seed_mean": mean, "seed_std": std, "ensemble": m}
+            result["protocols"][protocol][arm] = {
+                "seed_mean": mean,
+                "seed_std": std,
+                "ensemble": m,
+                "aami_gross": aami.gross(aami.confusion(y, ens[arm], len(names)), names),
+            }
+        result["protocols"][protocol]["patients"] = _patients(protocol, beat, y, record)
     boot_lines = [
         "",
         "| protocol | metric | beat | beat+rr | diff | 95% CI |",
@@ -93,7 +102,7 @@ def analyse(
             boot_lines.append(
                 f"| {protocol} | {t['metric']} (ensemble) | {t['value_b']:.3f} | {t['value_a']:.3f} | {t['diff']:+.3f} | [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}] |"
             )
-    text = "\n".join(lines + boot_lines + _by_record_lines(result)) + "\n"
+    text = "\n".join(lines + boot_lines + _by_record_lines(result) + _aami_lines(result)) + "\n"
     (out_dir / "analysis.md").write_text(text)
     (out_dir / "analysis.json").write_text(json.dumps(result, indent=2, default=float))
     _figure(result, out_dir / "rr_recall.png")
@@ -178,6 +187,48 @@ def _by_record_lines(result: dict[str, Any]) -> list[str]:
     return out if len(out) > 3 else []
 
 
+def _patients(
+    protocol: str, arm: dict[str, Any], y: np.ndarray, record: np.ndarray | None
+) -> dict[str, Any]:
+    """Seen or new patients: the test records against the arm's training file, when here."""
+    train = patients_lib.training_file(
+        {"data": {"train": arm["config"].get("data", {}).get("train_file")}}
+    )
+    info = patients_lib.overlap(train, arm.get("test_file", "test"), record)
+    if info["patients"] == patients_lib.UNKNOWN:  # e.g. analysed on a machine without the data
+        info["protocol"] = f"{protocol} (as the study names it; records not checked)"
+    return info
+
+
+def _aami_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Gross Se / +P / FPR per class of each arm's ensemble, under its protocol label."""
+    header: list[str] = []
+    rows = []
+    for protocol, res in result["protocols"].items():
+        for arm in ("beat", "beat+rr"):
+            g = res[arm]["aami_gross"]
+            names = list(g["classes"])
+            header = ["protocol", "patients", "arm", *names, "acc"]
+            cells = [
+                " / ".join(
+                    "-" if g["classes"][n][s] is None else f"{g['classes'][n][s]:.3f}"
+                    for s in aami.STATS
+                )
+                for n in names
+            ]
+            rows.append(
+                [protocol, res["patients"]["protocol"], arm, *cells, f"{g['accuracy']:.3f}"]
+            )
+    return header, rows
+
+
+def _aami_lines(result: dict[str, Any]) -> list[str]:
+    header, rows = _aami_rows(result)
+    out = ["", "AAMI gross statistics (ensemble), Se / +P / FPR per class:", ""]
+    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def _figure(result: dict[str, Any], path: Path) -> None:
     protocols = list(result["protocols"])
     fig, axes = plt.subplots(1, len(protocols), figsize=(5 * len(protocols), 3.2), squeeze=False)
@@ -217,6 +268,13 @@ def _print(result: dict[str, Any]) -> None:
         console.print(
             f"{protocol}: S recall +>=0.2 with CI > 0 and V recall loss <= 0.05: {res['claim_holds']}"
         )
+    header, rows = _aami_rows(result)
+    aami_table = Table(title="AAMI gross statistics (ensemble), Se / +P / FPR per class")
+    for col in header:
+        aami_table.add_column(col)
+    for row in rows:
+        aami_table.add_row(*row)
+    console.print(aami_table)
 
 
 def _journal(result: dict[str, Any], out_dir: Path) -> None:

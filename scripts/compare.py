@@ -6,11 +6,13 @@
     uv run scripts/compare.py run_a run_b --data data/mitbih_ds2.parq --by_record
 
 Prints mean +- std over seeds, worst seed and ensemble per run, and a paired bootstrap of the
-first run against each other one ("A better than B" with a 95% interval). Writes
+first run against each other one ("A better than B" with a 95% interval), and each run's gross
+AAMI Se/+P per class with the protocol it measures on this file (new or seen patients). Writes
 ``report/compare/<name>.json`` and ``.png``.
 """
 
 import logging
+from typing import Any
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -88,7 +90,28 @@ def main(argv: list[str]) -> None:
             verdict,
         )
     console.print(boot)
+    console.print(aami_table(result))
+    for run in result["runs"]:
+        if run["patients"] != "new":
+            console.print(f"[bold red]WARNING:[/] {run['label']}: {run['protocol']} on this file")
     console.print(f"wrote {result['json']} and {result['figure']}")
+
+
+def aami_table(result: dict[str, Any]) -> Table:
+    """Gross Se/+P per class of each run's ensemble, with the protocol each one measures."""
+    names = result["class_names"]
+    table = Table(title=f"AAMI gross statistics (ensembles) on {result['data']['file']}")
+    for col in ("run", "protocol", *(f"{n} Se/+P" for n in names), "accuracy"):
+        table.add_column(col, justify="left" if col in ("run", "protocol") else "right")
+    for run in result["runs"]:
+        g = run["aami_gross"]
+        cells = [_pair(g["classes"][n]["se"], g["classes"][n]["ppv"]) for n in names]
+        table.add_row(run["label"], run["protocol"], *cells, f"{g['accuracy']:.3f}")
+    return table
+
+
+def _pair(se: float | None, ppv: float | None) -> str:
+    return "/".join("-" if v is None else f"{v:.3f}" for v in (se, ppv))
 
 
 if __name__ == "__main__":

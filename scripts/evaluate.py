@@ -3,11 +3,17 @@
     uv run scripts/evaluate.py checkpoints/<run>
     uv run scripts/evaluate.py checkpoints/<run> --data data/mitbih_ds2.parq --target_recall 0.9
     uv run scripts/evaluate.py --run_id <mlflow run id>
+    uv run scripts/evaluate.py checkpoints/<run> --data data/mitbih_ds2.parq --new_patients_only
 
-Writes ``<run>/evaluation/<name>.json`` and PNGs, and logs them to the run's MLflow entry.
+Writes ``<run>/evaluation/<name>.json`` and PNGs, and logs them to the run's MLflow entry. The
+records of the test file are checked against the checkpoint's training file: shared patients
+give a red warning and ``"patients": "seen"`` (beat-level numbers); ``--new_patients_only``
+refuses them (exit status 2). The AAMI table (Se, +P, FPR per class, record-bootstrap CIs)
+names the protocol.
 """
 
 import logging
+import sys
 from typing import Any
 
 from absl import app, flags
@@ -16,6 +22,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ecgjax import evaluate
+from ecgjax import patients as patients_lib
+from ecgjax.aami_tables import gross_rows
+from ecgjax.aami_tables import title as aami_title
 from ecgjax.checkpoint import CheckpointError
 from ecgjax.data import DataError
 from ecgjax.runtime import configure_jax
@@ -25,6 +34,13 @@ _DATA = flags.DEFINE_string("data", None, "Parquet test file; default: the confi
 _TARGET = flags.DEFINE_float("target_recall", 0.9, "Recall to reach on validation for S, V, F, Q.")
 _NAME = flags.DEFINE_string("name", None, "Name of the evaluation (default: the data file's stem).")
 _NO_MLFLOW = flags.DEFINE_bool("no_mlflow", False, "Do not log to MLflow.")
+_MIN_N = flags.DEFINE_float(
+    "min_normal_recall", 0.95, "Recall-first point: keep N recall >= this on validation."
+)
+_N_BOOT = flags.DEFINE_integer("n_boot", 1000, "Record-bootstrap resamples for the AAMI CIs.")
+_NEW_ONLY = flags.DEFINE_bool(
+    "new_patients_only", False, "Refuse (exit 2) a test file that shares records with training."
+)
 
 _SCALARS = ("macro_recall", "macro_f1", "balanced_accuracy", "accuracy")
 
@@ -33,7 +49,7 @@ def recall_table(report: dict[str, Any]) -> Table:
     """Per-class recall and the scalar metrics for every seed, their mean/worst and the ensemble."""
     names, rep = report["class_names"], report["metrics"]
     where = f"{report['label']} ({report['which']}, epoch {report['epoch']})"
-    t = Table(title=f"{where} on {report['data']['file']}")
+    t = Table(title=f"{where} on {report['data']['file']}, {report['protocol']}")
     for col in ["", *names, "macro rec.", "macro F1", "bal. acc.", "accuracy"]:
         t.add_column(col, justify="right" if col else "left")
     rows = [(f"seed {s}", m) for s, m in zip(report["seeds"], rep["seeds"], strict=True)]
@@ -51,7 +67,8 @@ def operating_table(report: dict[str, Any]) -> Table:
     op, a, r = point["operating_point"], point["argmax"], point["recall_first"]
     t = Table(
         title=f"test: argmax vs recall-first (weights fitted on val for recall >= "
-        f"{op['target_recall']:.2f})"
+        f"{op['target_recall']:.2f}, {names[op['normal_class']]} recall >= "
+        f"{op['min_normal_recall']:.2f}), {report['protocol']}"
     )
     cols = [
         "class",
@@ -69,12 +86,54 @@ def operating_table(report: dict[str, Any]) -> Table:
     for c, n in enumerate(names):
         values = (a["recall"][c], r["recall"][c], a["precision"][c], r["precision"][c])
         val = f"{fitted[c]:.4f}" if c in fitted else "-"
-        if c in target and target[c] < op["target_recall"]:
+        if c in op["unmet"] and target[c] < op["target_recall"]:
             val += f" (relaxed to {target[c]:.3f})"
         t.add_row(n, f"{op['weights'][c]:.3g}", val, *(f"{x:.4f}" for x in values))
     macro = (a["macro_recall"], r["macro_recall"], a["macro_precision"], r["macro_precision"])
     t.add_row("macro", "", "", *(f"{x:.4f}" for x in macro))
     return t
+
+
+def aami_table(report: dict[str, Any]) -> Table:
+    """Gross Se, +P, FPR per class of the ensemble, with record-bootstrap CIs."""
+    section = report["aami"]["ensemble"]
+    header, rows = gross_rows(section)
+    t = Table(title=aami_title(section, f"ensemble on {report['data']['file']}"))
+    for col in header:
+        t.add_column(col, justify="left" if col == "class" else "right")
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def floor_lines(report: dict[str, Any]) -> list[str]:
+    """What the N-recall floor cost: the targets it left unmet on validation."""
+    op, names = report["operating_point"]["operating_point"], report["class_names"]
+    n = names[op["normal_class"]]
+    lines = [
+        f"recall-first: {n} recall on val {op['normal_recall']:.4f} (floor "
+        f"{op['min_normal_recall']:.2f}, argmax {op['argmax_normal_recall']:.4f})"
+    ]
+    if not op["floor_met"]:
+        lines.append(
+            f"[red]argmax is already below the {n}-recall floor: the fit kept argmax's "
+            f"{n} recall instead[/]"
+        )
+    fitted = dict(zip(op["classes"], op["fitted_recall"], strict=True))
+    blocked = ", ".join(f"{names[c]} ({fitted[c]:.3f})" for c in op["blocked_by_floor"])
+    if blocked:
+        lines.append(
+            f"[yellow]targets {op['target_recall']:.2f} not met under the {n}-recall floor "
+            f"{op['min_normal_recall']:.2f}:[/] {blocked}; without the floor {n} recall would "
+            f"be {op['unconstrained_normal_recall']:.4f}"
+        )
+    other = [c for c in op["unmet"] if c not in op["blocked_by_floor"]]
+    if other:
+        lines.append(
+            "targets not met (conflicting classes): "
+            + ", ".join(f"{names[c]} ({fitted[c]:.3f})" for c in other)
+        )
+    return lines
 
 
 def main(argv: list[str]) -> None:
@@ -86,6 +145,9 @@ def main(argv: list[str]) -> None:
     try:
         loaded = evaluate.load_ensemble(argv[1] if len(argv) == 2 else str(_RUN_ID.value))
         test, val = evaluate.load_data(loaded, _DATA.value)
+        patients = evaluate.patients_of(loaded, test)
+        if _NEW_ONLY.value:
+            patients_lib.require_new(patients, str(loaded.run_dir))
         name = _NAME.value or evaluate.default_name(loaded, _DATA.value)
         report = evaluate.evaluate(
             loaded,
@@ -93,18 +155,36 @@ def main(argv: list[str]) -> None:
             name=name,
             val=val,
             target_recall=_TARGET.value,
+            min_normal_recall=_MIN_N.value,
+            n_boot=_N_BOOT.value,
+            patients=patients,
             log_mlflow=not _NO_MLFLOW.value,
         )
+    except patients_lib.SeenPatientsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     except (CheckpointError, DataError) as err:
         raise SystemExit(f"error: {err}") from None
     console = Console(width=150)
+    loud = report["patients"] != patients_lib.NEW
+    if loud:
+        console.print(f"[bold red]WARNING: {patients_lib.describe(patients)}[/]")
     console.print(recall_table(report))
+    console.print(aami_table(report))
+    if report["aami"]["ensemble"]["note"]:
+        console.print(f"[yellow]note:[/] {report['aami']['ensemble']['note']}")
     if report["operating_point"] is not None:
         console.print(operating_table(report))
+        for line in floor_lines(report):
+            console.print(line)
     else:
         console.print("no operating point: the config's training file (validation) is not here")
-    for warning in report["warnings"]:
+    for warning in (w for w in report["warnings"] if w != patients_lib.describe(patients)):
         console.print(f"[yellow]warning:[/] {warning}")
+    if loud:  # again at the end, where the eye lands
+        console.print(
+            f"[bold red]WARNING: {report['patients']} patients: these are {report['protocol']} numbers[/]"
+        )
     console.print(
         f"wrote {loaded.run_dir / 'evaluation' / name}.json and {len(report['figures'])} "
         f"figures; MLflow run {report.get('mlflow_run_id', '-')}"

@@ -107,6 +107,13 @@ def test_compare_runs_side_by_side(checkpoint: Path) -> None:
     assert set(first["macro_recall"]) == {"mean", "std", "worst", "ensemble"}
     saved = json.loads(Path(result["json"]).read_text())
     assert saved["bootstrap"][0]["metric"] == "macro_recall"
+    # Gross AAMI numbers per run, with the protocol: the synthetic test file shares the
+    # training file's records, so these are seen patients.
+    for run in saved["runs"]:
+        assert run["patients"] == "seen" and run["protocol"].startswith("beat-level")
+        gross = run["aami_gross"]["classes"]
+        assert gross["S"]["se"] == pytest.approx(run["summary"]["recall_S"]["ensemble"])
+    assert saved["runs"][0]["aami_gross"] == saved["runs"][1]["aami_gross"]  # the same model
     assert Path(result["figure"]).stat().st_size > 1000
     by_record = compare.compare([str(checkpoint), "sweep1"], resamples=100, by_record=True)
     assert by_record["data"]["resampled"] == "records" and by_record["bootstrap"][0]["diff"] == 0

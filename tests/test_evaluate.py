@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +19,7 @@ from conftest import write_synthetic_split
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import evaluate, paths
+from ecgjax import patients as patients_lib
 from ecgjax.checkpoint import CheckpointError
 from ecgjax.run import RunResult, run_training
 from ecgjax.tracking import Tracker
@@ -81,6 +85,18 @@ def test_evaluate_a_tiny_checkpoint(trained: tuple[Path, RunResult]) -> None:
     point = report["operating_point"]
     assert set(point) == {"operating_point", "argmax", "recall_first"}
     assert all(w >= 1.0 for w in point["operating_point"]["weights"])
+    assert point["operating_point"]["min_normal_recall"] == 0.95
+    fitted = point["operating_point"]  # N recall on val: never pushed below the floor
+    assert fitted["normal_recall"] >= min(0.95, fitted["argmax_normal_recall"]) - 1e-12
+    # The synthetic train and test files share records 100-102: a beat-level evaluation.
+    assert saved["patients"] == "seen" and saved["protocol"].startswith("beat-level")
+    assert saved["patient_overlap"]["overlapping_records"] == 3
+    section = saved["aami"]["ensemble"]
+    assert section["protocol"] == saved["protocol"] and len(section["per_record"]) == 3
+    assert section["gross"]["classes"]["N"]["se"] == pytest.approx(
+        report["metrics"]["ensemble"]["recall"][0]
+    )
+    assert len(saved["aami"]["seeds"]) == 2 and section["ci"]["n_boot"] == 1000
     # Not a tracked run: an ecgjax-eval run tagged with the checkpoint holds the numbers.
     client = Tracker(evaluate.EVAL_EXPERIMENT).client
     run = client.get_run(report["mlflow_run_id"])
@@ -88,6 +104,10 @@ def test_evaluate_a_tiny_checkpoint(trained: tuple[Path, RunResult]) -> None:
     assert run.data.metrics["eval/test/ensemble/macro_recall"] == pytest.approx(
         report["metrics"]["ensemble"]["macro_recall"]
     )
+    assert run.data.metrics["eval/test/aami/accuracy"] == pytest.approx(
+        section["gross"]["accuracy"]
+    )
+    assert run.data.tags["ecgjax.eval.test.patients"] == "seen"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation/test")}
     assert "evaluation/test/test.json" in artifacts
     # The MLflow run id finds the checkpoint again; a second evaluation lands in the same run.
@@ -150,7 +170,7 @@ def test_test_file_with_other_classes_or_no_rr_columns(
     write_synthetic_split(two, 2, 20, seed=6, num_classes=2)
     test, _ = evaluate.load_data(loaded, two)
     report = evaluate.evaluate(loaded, test, name="two", write=False, log_mlflow=False)
-    assert "no beats of class V, F, Q" in report["warnings"][0]
+    assert "no beats of class V, F, Q" in report["warnings"][-1]
     # An RR-context model needs record/sample columns in the test file.
     x, y = np.random.default_rng(0).random((20, 187)), np.arange(20) % 5
     bare = tmp_path / "no_record.parq"
@@ -158,7 +178,88 @@ def test_test_file_with_other_classes_or_no_rr_columns(
     rr = replace(
         loaded, config=config_lib.with_overrides(loaded.config, {"model.rr_context": True})
     )
+    plain = evaluate.evaluate(
+        loaded, evaluate.load_data(loaded, bare)[0], name="bare", write=False, log_mlflow=False
+    )
+    assert plain["patients"] == "unknown" and "no 'record' column" in plain["warnings"][0]
+    assert plain["aami"]["ensemble"]["per_record"] is None
+    assert "gross statistics only" in plain["aami"]["ensemble"]["note"]
     with pytest.raises(data_lib.DataError, match="record"):
         evaluate.load_data(rr, bare)
     with pytest.raises(data_lib.DataError, match="RR context"):
         evaluate.predict(rr, data_lib.load_parquet(bare, 5))
+
+
+def new_patients_file(path: Path, seed: int) -> Path:
+    """A synthetic test file whose records (9100-9102) the training file does not hold."""
+    write_synthetic_split(path, 3, 40, seed=seed)
+    beats = data_lib.load_parquet(path, 5)
+    assert beats.record is not None
+    renamed = np.array([f"9{r}" for r in beats.record], dtype=object)
+    data_lib.write_parquet(path, replace(beats, record=renamed))
+    return path
+
+
+def evaluate_script() -> object:
+    spec = importlib.util.spec_from_file_location(
+        "evaluate_script", paths.PROJECT_ROOT / "scripts" / "evaluate.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_patient_leakage_guard(trained: tuple[Path, RunResult], tmp_path: Path) -> None:
+    from rich.console import Console
+
+    run_dir, _ = trained
+    loaded = evaluate.load_ensemble(run_dir)
+    seen, _ = evaluate.load_data(loaded, paths.data_dir() / "mitbih_ds2.parq")
+    info = evaluate.patients_of(loaded, seen)
+    assert info["patients"] == "seen" and info["overlapping_records"] == info["records"] == 3
+    assert info["beats_from_seen_records"] == len(seen)
+    assert info["identical_beats"] < len(seen)  # same patients, other beats
+    with pytest.raises(patients_lib.SeenPatientsError, match="shares 3 of its 3 records"):
+        patients_lib.require_new(info, str(run_dir))
+    new, _ = evaluate.load_data(loaded, new_patients_file(tmp_path / "new.parq", 8))
+    info = evaluate.patients_of(loaded, new)
+    assert info["patients"] == "new" and info["overlapping_records"] == 0
+    patients_lib.require_new(info, str(run_dir))  # no error
+    _, val = evaluate.load_data(loaded)
+    report = evaluate.evaluate(
+        loaded, new, name="new", val=val, n_boot=200, write=False, log_mlflow=False
+    )
+    assert report["patients"] == "new" and report["protocol"] == "inter-patient (new patients)"
+    assert not report["warnings"]
+    # The console tables name the protocol and show the gross Se/+P/FPR with intervals.
+    script = evaluate_script()
+    console = Console(width=400, record=True)
+    console.print(script.aami_table(report))  # type: ignore[attr-defined]
+    for line in script.floor_lines(report):  # type: ignore[attr-defined]
+        console.print(line)
+    text = " ".join(console.export_text().split())  # titles wrap at the table width
+    assert "inter-patient (new patients)" in text and "200 resamples of records" in text
+    n = report["aami"]["ensemble"]["gross"]["classes"]["N"]
+    assert f"{n['se']:.3f} [" in text and "N recall on val" in text
+
+
+GUARD_FLAGS = ("--new_patients_only", "--no_mlflow", "--name=mitbih_ds2_guard")
+
+
+def test_new_patients_only_refuses_with_exit_status_2(trained: tuple[Path, RunResult]) -> None:
+    run_dir, _ = trained
+    ds2 = paths.data_dir() / "mitbih_ds2.parq"
+    out = subprocess.run(
+        [sys.executable, "scripts/evaluate.py", str(run_dir), f"--data={ds2}", *GUARD_FLAGS],
+        cwd=paths.PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--new_patients_only" in lines[0]
+    assert "mitbih_ds2.parq shares 3 of its 3 records" in lines[0]
+    assert "heart_big_train.parq" in lines[0]
+    assert not (run_dir / "evaluation" / "mitbih_ds2_guard.json").exists()

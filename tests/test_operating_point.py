@@ -1,4 +1,5 @@
-"""The recall-first operating point reaches its target on the data it was fitted on."""
+"""The recall-first operating point reaches its target on the data it was fitted on, and
+never buys it with N recall below the false-alarm budget (``min_normal_recall``)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def test_fit_reaches_target_recall_on_fitted_data(seed: int, target: float) -> N
     probs, y = separable_probs(1500, 5, seed)
     plain = probs.argmax(-1)
     assert max(recall(plain, y, c) for c in range(1, 5)) < 0.5  # there is something to fix
-    point = op.fit(probs, y, target)
+    point = op.fit(probs, y, target, min_normal_recall=0.0)  # the search alone, no budget
     pred = op.decide(probs, point.weights)
     for c in range(1, 5):
         assert recall(pred, y, c) >= target, (c, point)
@@ -62,7 +63,7 @@ def test_fit_reaches_target_recall_on_fitted_data(seed: int, target: float) -> N
 def test_fit_is_the_least_weight_and_never_lowers_recall() -> None:
     probs, y = noisy_probs(2000, 4, 7, skill=4.0)
     plain = probs.argmax(-1)
-    point = op.fit(probs, y, 0.5)  # argmax may already exceed this for some classes
+    point = op.fit(probs, y, 0.5, min_normal_recall=0.0)  # argmax may exceed this already
     pred = op.decide(probs, point.weights)
     for c in range(1, 4):
         assert recall(pred, y, c) >= min(0.5, recall(plain, y, c)) - 1e-12
@@ -87,7 +88,7 @@ def test_fit_matches_a_brute_force_search_on_small_cases() -> None:
             pred = op.decide(probs, [1.0, a, b])
             if recall(pred, y, 1) >= target:
                 best_second = max(best_second, min(recall(pred, y, 2), target))
-        point = op.fit(probs, y, target)
+        point = op.fit(probs, y, target, min_normal_recall=0.0)
         assert point.fitted_recall[0] >= target
         if best_second >= target:
             feasible_seen += 1
@@ -105,7 +106,7 @@ def test_conflicting_targets_drop_the_lowest_priority_class() -> None:
     probs = np.tile([0.6, 0.2, 0.2], (300, 1)) + rng.normal(0, 1e-3, size=(300, 3))
     probs[y == 0, 0] += 0.3
     probs = np.abs(probs) / np.abs(probs).sum(1, keepdims=True)
-    point = op.fit(probs, y, 0.9)
+    point = op.fit(probs, y, 0.9, min_normal_recall=0.0)
     assert point.relaxed == [2]
     assert 0 < point.targets[1] < 0.9
     assert point.reached == [True, False]
@@ -125,8 +126,74 @@ def test_absent_class_and_bad_arguments() -> None:
 
 def test_compare_on_reports_argmax_and_recall_first() -> None:
     probs, y = separable_probs(3000, 5, 11)
-    point = op.fit(probs[:1500], y[:1500], 0.9)
+    point = op.fit(probs[:1500], y[:1500], 0.9, min_normal_recall=0.0)
     out = op.compare_on(probs[1500:], y[1500:], point)
     assert set(out) == {"operating_point", "argmax", "recall_first"}
     assert out["recall_first"]["macro_recall"] > out["argmax"]["macro_recall"]
     assert out["recall_first"]["recall"][0] < out["argmax"]["recall"][0]  # the price, paid by N
+
+
+def test_the_normal_recall_floor_holds_where_the_free_fit_breaks_it() -> None:
+    probs, y = separable_probs(1500, 5, 0)
+    free = op.fit(probs, y, 0.9, min_normal_recall=0.0)
+    assert recall(op.decide(probs, free.weights), y, 0) < 0.5  # every N beat an alarm, nearly
+    point = op.fit(probs, y, 0.9)  # the default budget: N recall >= 0.95
+    pred = op.decide(probs, point.weights)
+    assert recall(pred, y, 0) >= 0.95
+    assert point.normal_recall == pytest.approx(recall(pred, y, 0))
+    assert point.min_normal_recall == 0.95 and point.argmax_normal_recall == 1.0
+    assert point.unmet and point.unmet == point.blocked_by_floor  # the floor, not a conflict
+    assert point.unconstrained_normal_recall == pytest.approx(
+        recall(op.decide(probs, free.weights), y, 0)
+    )
+    for c in range(1, 5):  # the budget is spent: a disease class still gains over argmax
+        assert recall(pred, y, c) >= recall(probs.argmax(-1), y, c)
+    assert max(point.weights) > 1.0
+    saved = point.to_json()
+    assert saved["floor_met"] is True and saved["unmet"] == point.unmet
+    assert saved["unconstrained_normal_recall"] < 0.5
+
+
+def test_the_floor_fit_matches_a_brute_force_search() -> None:
+    """Among grid weights that keep N recall >= the floor, none gives class 1 (top priority)
+    more recall than the fit, nor class 2 more while class 1 reaches its target; a budget
+    that does not bind leaves the fit as it was."""
+    grid = np.exp(np.linspace(0, 5, 21))
+    target, binding = 0.95, 0
+    for seed in range(4):
+        probs, y = noisy_probs(400, 3, 200 + seed, skill=2.5)
+        for floor in (0.85, 0.95):
+            best_first = best_second = 0.0
+            for a, b in itertools.product(grid, grid):
+                pred = op.decide(probs, [1.0, a, b])
+                if recall(pred, y, 0) >= floor:
+                    best_first = max(best_first, min(recall(pred, y, 1), target))
+                    if recall(pred, y, 1) >= target:
+                        best_second = max(best_second, min(recall(pred, y, 2), target))
+            point = op.fit(probs, y, target, min_normal_recall=floor)
+            pred = op.decide(probs, point.weights)
+            assert recall(pred, y, 0) >= floor
+            assert recall(pred, y, 1) >= best_first - 1e-3, (seed, floor, point)
+            if point.reached[0]:
+                assert recall(pred, y, 2) >= best_second - 1e-3, (seed, floor, point)
+            binding += bool(point.blocked_by_floor)
+    assert binding >= 4  # the floor decided the fit in most of these cases
+    probs, y = separable_probs(1500, 5, 1)
+    loose = op.fit(probs, y, 0.8, min_normal_recall=0.01)
+    assert loose.weights == op.fit(probs, y, 0.8, min_normal_recall=0.0).weights
+
+
+def test_a_model_already_below_the_floor_loses_no_more_normal_recall() -> None:
+    probs, y = noisy_probs(1000, 4, 9, skill=0.5)
+    probs = probs[:, [1, 0, 2, 3]].copy()  # N and S scores swapped: argmax misses most N beats
+    argmax_n = recall(probs.argmax(-1), y, 0)
+    assert argmax_n < 0.95
+    point = op.fit(probs, y, 0.9)
+    assert not point.floor_met and point.argmax_normal_recall == pytest.approx(argmax_n)
+    pred = op.decide(probs, point.weights)
+    assert recall(pred, y, 0) >= argmax_n - 1e-12  # the floor is argmax's own N recall
+    assert point.normal_recall == pytest.approx(recall(pred, y, 0))
+    free = op.fit(probs, y, 0.9, min_normal_recall=0.0)
+    assert recall(op.decide(probs, free.weights), y, 0) < argmax_n  # which the free fit lowers
+    with pytest.raises(ValueError, match="min_normal_recall"):
+        op.fit(probs, y, 0.9, min_normal_recall=1.5)

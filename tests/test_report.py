@@ -178,6 +178,23 @@ def test_report_numbers_match_the_store(store: Tracker) -> None:
     best = tracker.client.get_run(out["sweep"].trials[0].run_id).data.metrics
     test_value = f"{best['eval/test/ensemble/macro_recall']:.4f}"  # logged by the evaluation
     assert test_value in md and test_value in text
+    # The gross AAMI table, from the store, with the protocol the evaluation measured: the
+    # synthetic train and test files share records, so it is a beat-level (seen patients) one.
+    trial = tracker.client.get_run(out["sweep"].trials[0].run_id)
+    assert trial.data.tags["ecgjax.eval.test.patients"] == "seen"
+    assert "AAMI gross statistics, beat-level (patients seen in training)" in md
+    assert "Seen patients" in md
+    shown = [
+        f"eval/test/aami/{stat}_{c}"
+        for stat in ("se", "ppv", "fpr")
+        for c in "NSVFQ"
+        if f"eval/test/aami/{stat}_{c}_ci_low" in best  # undefined values are not logged
+    ]
+    assert len(shown) >= 10
+    for key in shown:
+        cell = f"{best[key]:.3f} [{best[key + '_ci_low']:.3f}, {best[key + '_ci_high']:.3f}]"
+        assert cell in md and cell in text, key
+    assert "AAMI gross statistics" in text
     assert "t_slow" in md and "1/1*" in md  # stopped early, as ASHA would
     assert "saved beside the checkpoint" in md  # the best trial's exact config.json
     assert "checkpoint folder not found" in md  # the others fall back to MLflow params
