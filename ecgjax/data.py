@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ecgjax import inputs as inputs_lib
 from ecgjax import paths
 from ecgjax.rr import rr_features
 
@@ -46,6 +47,7 @@ class BeatData:
     sample: np.ndarray | None = None
     symbol: np.ndarray | None = None
     context: np.ndarray | None = None
+    inputs: np.ndarray | None = None  # (N, 187, C) model channels, ecgjax.inputs
     lead2: np.ndarray | None = None  # float32 (N, 187) second lead; zeros where a record has none
 
     def subset(self, idx: np.ndarray) -> BeatData:
@@ -324,7 +326,7 @@ def load_splits(config: ml_collections.ConfigDict) -> Splits:
     ensure_data(config)
     train = load_parquet(_resolve(d.train_file), d.num_classes)
     test = load_parquet(_resolve(d.test_file), d.num_classes)
-    train, test = joint_context(train, test)
+    train, test = attach_inputs(*joint_context(train, test), d)
     if d.val_split == "record":
         if train.record is None:
             raise DataError(f"{train.source}: val_split='record' needs a 'record' column")
@@ -356,6 +358,51 @@ def joint_context(train: BeatData, test: BeatData) -> tuple[BeatData, BeatData]:
     context = rr_features(record, sample)
     n = len(train)
     return replace(train, context=context[:n]), replace(test, context=context[n:])
+
+
+def attach_inputs(train: BeatData, test: BeatData, data_cfg: Any) -> tuple[BeatData, BeatData]:
+    """Give ``train`` and ``test`` the model channels of ``data.channels`` (:mod:`ecgjax.inputs`)
+    and, with ``data.rr_causal``, RR context from past beats only; built over both together so a
+    beat-level split's records are whole again (as in :func:`joint_context`).
+
+    Raises:
+        DataError: a channel needs columns a file lacks.
+    """
+    if inputs_lib.is_plain(data_cfg):
+        return train, test
+
+    def joined(field: str) -> np.ndarray | None:
+        a, b = getattr(train, field), getattr(test, field)
+        return None if a is None or b is None else np.concatenate([a, b])
+
+    record, sample = joined("record"), joined("sample")
+    n = len(train)
+    source = f"{train.source} + {test.source}" if train.source != test.source else train.source
+    if inputs_lib.parse_channels(data_cfg.channels) != ("beat",):
+        try:
+            channels = inputs_lib.build_channels(
+                np.concatenate([train.x, test.x]), record, sample, joined("lead2"), data_cfg, source
+            )
+        except ValueError as e:
+            raise DataError(str(e)) from e
+        train, test = replace(train, inputs=channels[:n]), replace(test, inputs=channels[n:])
+    if data_cfg.rr_causal and record is not None and sample is not None:
+        context = rr_features(record, sample, causal=True)
+        train, test = replace(train, context=context[:n]), replace(test, context=context[n:])
+    return train, test
+
+
+def with_inputs(data: BeatData, data_cfg: Any) -> BeatData:
+    """:func:`attach_inputs` for one file of whole records (a new database, DS2, ...)."""
+    return attach_inputs(data, data.subset(np.arange(0)), data_cfg)[0]
+
+
+def model_view(data: BeatData) -> np.ndarray:
+    """The model input ``(N, 192, C)``: the built channels, or the plain beat, zero-padded."""
+    x = data.inputs if data.inputs is not None else np.asarray(data.x)[..., None]
+    out = np.zeros((x.shape[0], PADDED_LEN, x.shape[2]), dtype=np.float32)
+    out[:, : x.shape[1]] = x
+    return out
 
 
 def ensure_data(config: ml_collections.ConfigDict) -> None:

@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from ecgjax import data as data_lib
+from ecgjax import inputs as inputs_lib
 from ecgjax import strategy as strategy_lib
 from ecgjax.programs import planned_bytes, programs_for
 from ecgjax.train import DeviceData, TrainState, epoch_indices
@@ -45,7 +46,7 @@ def seed_keys(seeds: list[int]) -> jax.Array:
 
 
 def to_device(split: data_lib.BeatData, use_context: bool) -> DeviceData:
-    """Put a split on the device once, in the model's 1D view."""
+    """Put a split on the device once, in the model's 1D view ``(N, 192, channels)``."""
     if use_context and split.context is None:
         raise ValueError(
             f"{split.source}: model.rr_context=True needs RR features, but this file has no "
@@ -53,7 +54,8 @@ def to_device(split: data_lib.BeatData, use_context: bool) -> DeviceData:
             "or set model.rr_context=False"
         )
     ctx = jnp.asarray(split.context, jnp.float32) if use_context else None
-    return DeviceData(jnp.asarray(data_lib.view_1d(split.x)), jnp.asarray(split.y, jnp.int32), ctx)
+    x = jnp.asarray(data_lib.model_view(split))
+    return DeviceData(x, jnp.asarray(split.y, jnp.int32), ctx)
 
 
 def steps_per_epoch(config: ml_collections.ConfigDict, n_train: int) -> int:
@@ -82,10 +84,15 @@ class Ensemble:
         self.use_context = bool(config.model.rr_context)
         self.batch_size = int(config.train.batch_size)
         if train is None:
-            train = _placeholder(self.num_classes, context_dim if self.use_context else None)
+            train = _placeholder(
+                self.num_classes,
+                context_dim if self.use_context else None,
+                inputs_lib.num_channels(config.data),
+            )
         self.steps = steps_per_epoch(config, len(train))
         self.data = to_device(train, self.use_context)
         self.context_dim = 0 if self.data.context is None else int(self.data.context.shape[1])
+        self.num_channels = int(self.data.x.shape[-1])
         self.class_weights = jnp.asarray(
             data_lib.class_weights(train.y, self.num_classes, float(config.loss.class_weight_power))
         )
@@ -97,7 +104,12 @@ class Ensemble:
             "ensemble strategy %s / dispatch %s (%s)", self.strategy, self.dispatch, choice.reason
         )
         programs = programs_for(
-            config, self.strategy, len(self.seeds), self.steps, self.context_dim
+            config,
+            self.strategy,
+            len(self.seeds),
+            self.steps,
+            self.context_dim,
+            self.num_channels,
         )
         self.model, self.tx, self.fns = programs.model, programs.tx, programs.fns
         self._step, self._scan = programs.step, programs.scan
@@ -259,13 +271,14 @@ def _nbytes(tree: Any) -> int:
     return sum(int(a.size) * a.dtype.itemsize for a in jax.tree.leaves(tree))
 
 
-def _placeholder(num_classes: int, context_dim: int | None) -> data_lib.BeatData:
+def _placeholder(num_classes: int, context_dim: int | None, num_channels: int) -> data_lib.BeatData:
     """A one-batch stand-in for the training split of an inference-only ensemble."""
     y = np.arange(num_classes, dtype=np.int32)
     ctx = None if context_dim is None else np.zeros((num_classes, context_dim), np.float32)
     x = np.zeros((num_classes, data_lib.FEATURE_LEN), np.float32)
+    inputs = None if num_channels == 1 else np.zeros((*x.shape, num_channels), np.float32)
     return data_lib.BeatData(
-        x=x, y=y, num_classes=num_classes, source="(inference only)", context=ctx
+        x=x, y=y, num_classes=num_classes, source="(inference only)", context=ctx, inputs=inputs
     )
 
 

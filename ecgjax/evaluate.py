@@ -25,6 +25,7 @@ from ecgjax import aami, eval_plots, paths
 from ecgjax import checkpoint as ckpt
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
+from ecgjax import inputs as inputs_lib
 from ecgjax import metrics as metrics_lib
 from ecgjax import operating_point as op_lib
 from ecgjax import patients as patients_lib
@@ -161,6 +162,12 @@ def load_data(
             raise data_lib.DataError(
                 f"{path}: {test.context.shape[1]} RR features, the model expects {dim}"
             )
+    if not inputs_lib.is_plain(config.data):  # patient-adaptive channels (ecgjax.inputs)
+        if path.resolve() == _data_file(config.data.test_file).resolve():
+            train = data_lib.load_parquet(_data_file(config.data.train_file), loaded.num_classes)
+            test = data_lib.attach_inputs(*data_lib.joint_context(train, test), config.data)[1]
+        else:
+            test = data_lib.with_inputs(test, config.data)
     return test, val
 
 

@@ -58,6 +58,7 @@ def programs_for(
     num_seeds: int,
     steps_per_epoch: int,
     context_dim: int,
+    num_channels: int = 1,
 ) -> Programs:
     """The (memoised) programs of ``strategy`` for this config; see :mod:`ecgjax.engine`."""
     key = json.dumps({s: config[s].to_dict() for s in _KEY_SECTIONS}, sort_keys=True, default=list)
@@ -70,6 +71,7 @@ def programs_for(
         steps_per_epoch,
         int(config.train.epochs),
         context_dim,
+        num_channels,
     )
 
 
@@ -82,6 +84,7 @@ def _build(
     steps_per_epoch: int,
     epochs: int,
     context_dim: int,
+    num_channels: int,
 ) -> Programs:
     sections = json.loads(key)
     cfg = {s: ml_collections.ConfigDict(sections[s]) for s in _KEY_SECTIONS}
@@ -100,7 +103,11 @@ def _build(
     else:
         step, scan = single, multi
     init: Callable[..., Any] = functools.partial(
-        create_train_state, model=model, tx=tx, context_dim=context_dim
+        create_train_state,
+        model=model,
+        tx=tx,
+        context_dim=context_dim,
+        num_channels=num_channels,
     )
     return Programs(
         model=model,

@@ -19,6 +19,13 @@ Definitions (per record, beats sorted by ``sample``; intervals in seconds):
   reference a cardiologist uses; these make "early" comparable across patients whose rates
   differ (the normalised R-R features of Mondejar-Guerra et al. 2019).
 
+``causal=True`` gives the same nine columns from past beats only, for a real-time monitor
+that cannot wait for the next beat or the end of the record: ``rr_next`` becomes the
+interval before the previous one (``rr_prev2``), ``rr_local`` the mean of the last
+``local_window`` intervals up to this beat, and ``rr_record`` the running mean of every
+interval so far; the ratios follow from these (``ratio_next_prev`` is then
+``rr_prev2 / rr_prev``, so a premature beat reads above 1 as its offline twin does after it).
+
 A record with a single beat has no interval at all; its intervals are the median interval of
 the whole dataset (1.0 s if no record has two beats) and its ratios are 1. Intervals used as
 denominators are floored at one sample so duplicated positions never produce inf or NaN.
@@ -44,7 +51,12 @@ RR_FEATURES = (
 
 
 def rr_features(
-    record: np.ndarray, sample: np.ndarray, fs: float = 125.0, local_window: int = 10
+    record: np.ndarray,
+    sample: np.ndarray,
+    fs: float = 125.0,
+    local_window: int = 10,
+    *,
+    causal: bool = False,
 ) -> np.ndarray:
     """Compute the RR features of every beat.
 
@@ -53,6 +65,7 @@ def rr_features(
         sample: ``(N,)`` R-peak index of each beat at ``fs``.
         fs: sampling rate of ``sample`` in Hz.
         local_window: number of beats in the local-mean window.
+        causal: use past beats only (see the module docstring).
 
     Returns:
         float32 ``(N, 9)`` in the order of :data:`RR_FEATURES`, rows in the input order.
@@ -76,8 +89,9 @@ def rr_features(
     all_intervals = [np.diff(sample[g]) / fs for g in groups if len(g) > 1]
     fallback = float(np.median(np.concatenate(all_intervals))) if all_intervals else 1.0
     floor = 1.0 / fs
+    features = _causal_features if causal else _record_features
     for g in groups:
-        out[g] = _record_features(sample[g] / fs, fallback, floor, local_window)
+        out[g] = features(sample[g] / fs, fallback, floor, local_window)
     return out.astype(np.float32)
 
 
@@ -103,4 +117,29 @@ def _record_features(t: np.ndarray, fallback: float, floor: float, window: int) 
     feats[:, 4] = prev / np.maximum(local, floor)
     feats[:, 5] = nxt / np.maximum(prev, floor)
     feats[:, 6:9] = feats[:, [0, 1, 2]] / max(d.mean(), floor)
+    return feats
+
+
+def _causal_features(t: np.ndarray, fallback: float, floor: float, window: int) -> np.ndarray:
+    """Like :func:`_record_features`, from the beats up to and including each one."""
+    n = len(t)
+    feats = np.empty((n, len(RR_FEATURES)), dtype=np.float64)
+    if n == 1:
+        feats[:] = [fallback] * 4 + [1.0] * 5
+        return feats
+    d = np.diff(t)
+    prev = np.r_[d[0], d]  # the first beat borrows the first interval, as offline
+    prev2 = np.r_[prev[0], prev[:-1]]
+    csum = np.r_[0.0, np.cumsum(prev)]
+    idx = np.arange(n)
+    lo = np.maximum(idx + 1 - window, 0)
+    local = (csum[idx + 1] - csum[lo]) / (idx + 1 - lo)
+    running = csum[idx + 1] / (idx + 1)
+    feats[:, 0] = prev
+    feats[:, 1] = prev2
+    feats[:, 2] = local
+    feats[:, 3] = running
+    feats[:, 4] = prev / np.maximum(local, floor)
+    feats[:, 5] = prev2 / np.maximum(prev, floor)
+    feats[:, 6:9] = feats[:, [0, 1, 2]] / np.maximum(running, floor)[:, None]
     return feats

@@ -35,9 +35,9 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 class DeviceData(flax.struct.PyTreeNode):
-    """A split put on the device once: beats ``(N, 192, 1)``, labels, optional RR context."""
+    """A split put on the device once: beats ``(N, 192, C)``, labels, optional RR context."""
 
-    x: Float[Array, "n 192 1"]
+    x: Float[Array, "n 192 c"]
     y: Int[Array, " n"]
     context: Float[Array, "n f"] | None
 
@@ -58,11 +58,15 @@ class StepFns:
 
 
 def create_train_state(
-    key: Array, model: nn.Module, tx: optax.GradientTransformation, context_dim: int
+    key: Array,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    context_dim: int,
+    num_channels: int = 1,
 ) -> TrainState:
     """Initialise one seed; ``jax.vmap`` over ``key`` builds the ensemble."""
     init_key, state_key = jax.random.split(key)
-    x = jnp.zeros((1, 192, 1), jnp.float32)
+    x = jnp.zeros((1, 192, num_channels), jnp.float32)
     ctx = jnp.zeros((1, context_dim), jnp.float32) if context_dim else None
     variables = model.init({"params": init_key, "dropout": init_key}, x, ctx, train=False)
     params = variables["params"]

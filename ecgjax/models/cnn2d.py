@@ -74,7 +74,7 @@ class CNN2D(nn.Module):
         train: bool,
     ) -> Float[Array, "batch classes"]:
         # Row-major fold, as torch's x.view(b, 1, 16, 12) did (channels last here).
-        h = x[:, :192, 0].reshape(x.shape[0], 16, 12, 1)
+        h = x[:, :192, :].reshape(x.shape[0], 16, 12, x.shape[-1])  # channels stay channels
         h = ConvBlock(self.hidden, self.norm)(h, train=train)
         for _ in range(self.num_blocks):
             h = ConvBlock(self.hidden, self.norm)(h, train=train)

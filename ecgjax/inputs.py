@@ -1,0 +1,148 @@
+"""Patient-adaptive model inputs: extra channels built from the patient's own beats.
+
+A beat on its own is judged against every training patient's idea of "normal". Cardiologists
+(and the strong inter-patient methods: de Chazal 2004, Llamedo & Martinez 2011) judge it
+against *this* patient's dominant beat and rhythm instead. The channels here give a model
+that reference, with no labels needed, so they are as available for a new patient as for a
+training one. ``data.channels`` lists them, comma-separated; each is a ``(N, 187)`` array
+stacked along the last axis of the model input ``(N, 192, C)``:
+
+- ``beat``: the beat itself (the reference input).
+- ``template``: the patient's typical beat. ``data.template = "record"``: the element-wise
+  median of every beat of the record (offline, Holter-style; the median ignores the minority
+  of ectopic beats). ``"causal"``: the median of the previous ``data.template_beats`` beats
+  (a real-time monitor; the first beat of a record is its own template).
+- ``beat_minus_template``: ``beat - template``, the deviation from the patient's normal.
+- ``prev`` / ``next``: the previous / next beat of the same record (zeros at the ends): the
+  neighbouring beats, so a premature beat is seen next to the normal ones around it.
+- ``lead2``: the same beat cut from the record's second lead (zeros where the record has
+  only one; ``BeatData.lead2``), so a model still runs on one-lead data.
+
+Records are ordered by ``sample`` and must be whole: :func:`ecgjax.data.attach_inputs` builds
+the channels over the union of train and test, as :func:`ecgjax.data.joint_context` does for
+RR features. This module works on plain arrays (below ``ecgjax.data`` in the layers).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+CHANNELS = ("beat", "template", "beat_minus_template", "prev", "next", "lead2")
+TEMPLATES = ("record", "causal")
+_NEEDS_RECORDS = {"template", "beat_minus_template", "prev", "next"}
+
+
+def parse_channels(spec: str) -> tuple[str, ...]:
+    """``"beat,template"`` -> ``("beat", "template")``; raises on unknown or repeated names."""
+    names = tuple(s.strip() for s in str(spec).split(",") if s.strip())
+    if not names:
+        raise ValueError("data.channels is empty; use e.g. 'beat' or 'beat,beat_minus_template'")
+    unknown = [n for n in names if n not in CHANNELS]
+    if unknown:
+        raise ValueError(f"data.channels: unknown channel(s) {unknown}; choose from {CHANNELS}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"data.channels: repeated channel in {spec!r}")
+    return names
+
+
+def num_channels(data_cfg: Any) -> int:
+    """How many input channels ``data.channels`` asks for."""
+    return len(parse_channels(data_cfg.channels))
+
+
+def is_plain(data_cfg: Any) -> bool:
+    """True for the reference input (the beat alone, non-causal RR): nothing to build."""
+    return parse_channels(data_cfg.channels) == ("beat",) and not data_cfg.rr_causal
+
+
+def record_groups(record: np.ndarray, sample: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each record, sorted by R-peak position."""
+    record = np.asarray(record).astype(str)
+    order = np.lexsort((np.asarray(sample), record))
+    rec_sorted = record[order]
+    starts = np.flatnonzero(np.r_[True, rec_sorted[1:] != rec_sorted[:-1]])
+    return [order[a:b] for a, b in itertools.pairwise(np.r_[starts, len(order)])]
+
+
+def templates(x: np.ndarray, groups: list[np.ndarray], mode: str, past_beats: int) -> np.ndarray:
+    """The per-beat template (see the module docstring), float32 ``(N, 187)``."""
+    if mode not in TEMPLATES:
+        raise ValueError(f"data.template must be one of {TEMPLATES}, got {mode!r}")
+    if past_beats < 1:
+        raise ValueError(f"data.template_beats must be >= 1, got {past_beats}")
+    out = np.empty_like(x, dtype=np.float32)
+    for g in groups:
+        beats = x[g]
+        if mode == "record":
+            out[g] = np.median(beats, axis=0)
+            continue
+        # causal: median over beats i-K .. i-1; the first beat of a record is its own template.
+        for i in range(len(g)):
+            window = beats[max(0, i - past_beats) : i] if i else beats[:1]
+            out[g[i]] = np.median(window, axis=0)
+    return out
+
+
+def neighbours(x: np.ndarray, groups: list[np.ndarray], offset: int) -> np.ndarray:
+    """The beat ``offset`` places away in the same record (zeros past either end)."""
+    out = np.zeros_like(x, dtype=np.float32)
+    for g in groups:
+        if offset < 0:
+            out[g[-offset:]] = x[g[:offset]]
+        else:
+            out[g[:-offset]] = x[g[offset:]]
+    return out
+
+
+def build_channels(
+    x: np.ndarray,
+    record: np.ndarray | None,
+    sample: np.ndarray | None,
+    lead2: np.ndarray | None,
+    data_cfg: Any,
+    source: str,
+) -> np.ndarray:
+    """Stack the configured channels of one file's beats: float32 ``(N, 187, C)``.
+
+    Raises:
+        ValueError: a channel needs columns the file lacks (``record``/``sample``, lead 2);
+            the message starts with ``source``.
+    """
+    names = parse_channels(data_cfg.channels)
+    if _NEEDS_RECORDS & set(names) and (record is None or sample is None):
+        raise ValueError(
+            f"{source}: data.channels={data_cfg.channels!r} needs the 'record' and "
+            "'sample' columns (prepare the data with scripts/prepare_data.py)"
+        )
+    groups = record_groups(record, sample) if record is not None and sample is not None else []
+    x = np.asarray(x, dtype=np.float32)
+    cache: dict[str, np.ndarray] = {}
+
+    def template() -> np.ndarray:
+        if "template" not in cache:
+            cache["template"] = templates(
+                x, groups, str(data_cfg.template), int(data_cfg.template_beats)
+            )
+        return cache["template"]
+
+    out = []
+    for name in names:
+        if name == "beat":
+            out.append(x)
+        elif name == "template":
+            out.append(template())
+        elif name == "beat_minus_template":
+            out.append(x - template())
+        elif name in ("prev", "next"):
+            out.append(neighbours(x, groups, -1 if name == "prev" else 1))
+        else:  # lead2
+            if lead2 is None:
+                raise ValueError(
+                    f"{source}: data.channels asks for 'lead2' but the file has no "
+                    "second-lead columns (re-prepare it with scripts/prepare_data.py --force)"
+                )
+            out.append(np.asarray(lead2, dtype=np.float32))
+    return np.stack(out, axis=-1)
