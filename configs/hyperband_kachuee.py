@@ -7,7 +7,8 @@
 HyperBand runs brackets that trade many short trials against few long ones, pausing trials
 at rung boundaries and resuming them from their Tune checkpoints. Budgeted from measured step
 times at ~15 min (not timed end to end); expected: validation macro recall ~0.85-0.9 for the
-best trial, with balanced sampling or weighting as in the asha_cnn sweep.
+best trial, with balanced sampling or weighting as in the asha_cnn sweep. Objective:
+validation macro F2 over N/S/V/F (recall first, precision not ignored; see asha_cnn.py).
 """
 
 import ml_collections
@@ -22,6 +23,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.hidden, c.model.kernel_size = 32, 5
     c.train.batch_size = 32
     c.train.steps_per_epoch = 200
+    c.train.select_metric, c.tune.metric = "macro_f2", "val/macro_f2"
     c.tune.scheduler, c.tune.search = "hyperband", "random"
     c.tune.num_samples, c.tune.max_epochs, c.tune.reduction_factor = 12, 9, 3
     c.tune.seeds_per_trial = 2

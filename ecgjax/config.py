@@ -31,8 +31,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.val_fraction = 0.1
     c.data.split_seed = 42
     c.data.val_split = "stratified"  # stratified | record (patients never shared)
+    # 0 = the one validation split above; k >= 2 = leave-records-out k-fold cross-validation
+    # of the training file (ecgjax.folds): score = mean over folds; test never used for it.
+    c.data.cv_folds = 0
     c.data.max_train = 0  # 0 = use all; >0 subsamples (stratified) for smoke runs
     c.data.max_eval = 0  # same for validation/test
+    # Model input channels (ecgjax.inputs), comma-separated: beat | template | beat_minus_template
+    # | prev | next | lead2. Patient-adaptive inputs for new patients; "beat" is the reference.
+    c.data.channels = "beat"
+    c.data.template = "record"  # record: the record's median beat | causal: median of past beats
+    c.data.template_beats = 64  # causal template: how many previous beats
+    c.data.rr_causal = False  # RR features from past beats only (a real-time monitor)
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn2d"

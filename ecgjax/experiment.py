@@ -29,12 +29,23 @@ def train_run(
     run_dir: Path | None = None,
     splits: data_lib.Splits | None = None,
     tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+    evaluate_test: bool = True,
 ) -> RunResult:
     """Train one ensemble, log it to MLflow, checkpoint it under ``checkpoints/<run_name>``.
 
-    ``run_dir``, ``splits`` (already loaded) and extra MLflow ``tags`` let a study that
-    trains several ensembles (``ecgjax.rr_study``) keep its runs together.
+    ``run_dir``, ``splits`` (already loaded), extra MLflow ``tags`` and a ``parent_run_id``
+    let a study that trains several ensembles (``ecgjax.rr_study``, the folds of
+    ``ecgjax.crossval``) keep its runs together; ``evaluate_test=False`` leaves the test
+    split unseen (cross-validation selects without it).
+
+    Raises:
+        ValueError: ``data.cv_folds >= 2`` without ``splits`` (that is ``crossval.train_cv``).
     """
+    if splits is None and int(config.data.cv_folds) >= 2:
+        raise ValueError(
+            f"data.cv_folds={config.data.cv_folds}: train the folds with ecgjax.crossval.train_cv"
+        )
     name = run_name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = run_dir or paths.checkpoints_dir() / name
     splits = splits or data_lib.load_splits(config)
@@ -42,7 +53,9 @@ def train_run(
     run_id = tracker.find_run("ecgjax.run_dir", str(run_dir)) if resume else None
     if run_id is None:
         run_id = tracker.start_run(
-            name, tags={"ecgjax.run_dir": str(run_dir), "ecgjax.kind": "train", **(tags or {})}
+            name,
+            parent_id=parent_run_id,
+            tags={"ecgjax.run_dir": str(run_dir), "ecgjax.kind": "train", **(tags or {})},
         )
     tracker.log_params(run_id, config_lib.flatten(config))
     key = f"val/{config.train.select_metric}"
@@ -76,7 +89,14 @@ def train_run(
     status = "FAILED"
     try:
         with bar:
-            result = run_training(config, splits, run_dir, hooks=[log_epoch, show], resume=resume)
+            result = run_training(
+                config,
+                splits,
+                run_dir,
+                hooks=[log_epoch, show],
+                resume=resume,
+                evaluate_test=evaluate_test,
+            )
         status = "FINISHED"
     finally:
         tracker.end_run(run_id, status=status)  # a crash still closes the run, marked FAILED

@@ -11,6 +11,19 @@ Conventions (chosen so that no logged metric is ever NaN):
 - The precision of a class that is never predicted is 0.0 (sklearn ``zero_division=0``);
   so is an F1 whose precision and recall are both 0.
 - The ensemble prediction is the argmax of the mean of the members' probabilities.
+
+Tuning objectives (recall first, but not recall only; see :func:`objectives`):
+
+- ``macro_f2``: F-beta with beta = 2 (recall weighs four times precision) per class, averaged
+  over the classes present in ``y_true`` except ``Q``. Q (unclassifiable and paced beats in
+  AAMI EC57) is left out for both MIT-BIH protocols, so one number means the same thing on
+  each: inter-patient, DS1 holds 8 Q beats, so Q's F2 would be noise; beat-level, Q is mostly
+  paced beats that every model gets right, which would only dilute N/S/V/F.
+- ``recall_floor``: the mean recall of the present classes other than the normal one (and Q),
+  minus ``RECALL_FLOOR_PENALTY * max(0, RECALL_FLOOR_N - normal recall)``. Above the floor it is
+  pure abnormal recall; below, each point of normal recall lost costs ten points, so the tuner
+  never buys S/V/F recall by calling normal beats abnormal (a monitor alarming all day).
+  The normal class is the one named ``N``, else class 0 (PTB's normal class).
 """
 
 from __future__ import annotations
@@ -22,6 +35,10 @@ import numpy as np
 
 SCALARS = ("accuracy", "balanced_accuracy", "macro_recall", "macro_precision", "macro_f1")
 PER_CLASS = ("recall", "precision", "f1")
+OBJECTIVES = ("macro_f2", "recall_floor")
+OBJECTIVE_EXCLUDED = ("Q",)  # classes the objectives leave out (see the module docstring)
+RECALL_FLOOR_N = 0.9
+RECALL_FLOOR_PENALTY = 10.0
 
 
 def _check_labels(y: np.ndarray, num_classes: int, what: str) -> np.ndarray:
@@ -119,6 +136,49 @@ def ensemble_report(probs: np.ndarray, y_true: np.ndarray, num_classes: int) -> 
     }
 
 
+def fbeta(precision: np.ndarray, recall: np.ndarray, beta: float) -> np.ndarray:
+    """Per-class F-beta from precision and recall; 0 where both are 0 (sklearn zero_division=0)."""
+    precision, recall = np.asarray(precision, float), np.asarray(recall, float)
+    b2 = beta * beta
+    return _safe_div((1 + b2) * precision * recall, b2 * precision + recall)
+
+
+def objectives(m: dict, class_names: Sequence[str]) -> dict[str, float]:
+    """``macro_f2`` and ``recall_floor`` of one :func:`classification_metrics` result.
+
+    Both skip the classes absent from ``y_true`` (``support`` 0) and ``OBJECTIVE_EXCLUDED``;
+    with nothing left to average, the mean is 0.0 rather than NaN.
+    """
+    names = list(class_names)
+    support = np.asarray(m["support"])
+    recall = np.asarray(m["recall"], float)
+    used = (support > 0) & np.array([n not in OBJECTIVE_EXCLUDED for n in names])
+    f2 = fbeta(np.asarray(m["precision"]), recall, 2.0)
+    normal = names.index("N") if "N" in names else 0
+    abnormal = used.copy()
+    abnormal[normal] = False
+    mean_abnormal = float(recall[abnormal].mean()) if abnormal.any() else 0.0
+    shortfall = max(0.0, RECALL_FLOOR_N - float(recall[normal])) if support[normal] > 0 else 0.0
+    return {
+        "macro_f2": float(f2[used].mean()) if used.any() else 0.0,
+        "recall_floor": mean_abnormal - RECALL_FLOOR_PENALTY * shortfall,
+    }
+
+
+def _with_objectives(report: dict, class_names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """The objectives in every view of an :func:`ensemble_report` (as flat_metrics names them)."""
+    seeds = [objectives(m, class_names) for m in report["seeds"]]
+    views: dict[str, dict[str, float]] = {
+        "seed_mean": {k: float(np.mean([s[k] for s in seeds])) for k in OBJECTIVES},
+        "seed_std": {k: float(np.std([s[k] for s in seeds])) for k in OBJECTIVES},
+        "seed_worst": {k: float(min(s[k] for s in seeds)) for k in OBJECTIVES},
+        "ensemble": objectives(report["ensemble"], class_names),
+    }
+    for i, s in enumerate(seeds):
+        views[f"seed{i}"] = s
+    return views
+
+
 FLAT_SCALARS = ("accuracy", "balanced_accuracy", "macro_recall", "macro_f1")
 
 
@@ -127,7 +187,8 @@ def flat_metrics(report: dict, prefix: str, class_names: Sequence[str]) -> dict[
 
     Unqualified keys (``val/macro_recall``, ``val/recall_S``) are seed means; ``worst/``,
     ``std/``, ``ensemble/`` and ``seed{k}/`` name the other views. ``precision_*`` and
-    ``f1_*`` are logged as seed means only, to keep the key count small.
+    ``f1_*`` are logged as seed means only, to keep the key count small. The tuning
+    objectives (``macro_f2``, ``recall_floor``; see :func:`objectives`) have every view.
     """
     if len(class_names) != len(report["ensemble"]["recall"]):
         raise ValueError(
@@ -142,6 +203,14 @@ def flat_metrics(report: dict, prefix: str, class_names: Sequence[str]) -> dict[
         out[f"{prefix}/ensemble/{k}"] = ens[k]
         for s, m in enumerate(report["seeds"]):
             out[f"{prefix}/seed{s}/{k}"] = m[k]
+    obj = _with_objectives(report, class_names)
+    for k in OBJECTIVES:
+        out[f"{prefix}/{k}"] = obj["seed_mean"][k]
+        out[f"{prefix}/worst/{k}"] = obj["seed_worst"][k]
+        out[f"{prefix}/std/{k}"] = obj["seed_std"][k]
+        out[f"{prefix}/ensemble/{k}"] = obj["ensemble"][k]
+        for s in range(len(report["seeds"])):
+            out[f"{prefix}/seed{s}/{k}"] = obj[f"seed{s}"][k]
     out[f"{prefix}/macro_precision"] = mean["macro_precision"]
     for c, name in enumerate(class_names):
         out[f"{prefix}/recall_{name}"] = mean["recall"][c]

@@ -102,6 +102,110 @@ def _manifest() -> dict[str, Any] | None:
         return None
 
 
+class TrainingRun:
+    """One ensemble's training, an epoch at a time.
+
+    :func:`run_training` steps one to the end; a cross-validated Tune trial steps k of them
+    in turn (epoch e of every fold, then a report). Construction restores or initialises the
+    state; :meth:`close` must run before :meth:`result`.
+    """
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        splits: data_lib.Splits,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        checkpoints: bool = True,
+        restore_from: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.splits = splits
+        self.run_dir = Path(run_dir)
+        self.ens = Ensemble(config, splits.train, seeds_of(config))
+        self.names = list(config.data.class_names)
+        self.saver = ckpt.RunCheckpointer(self.run_dir) if checkpoints else None
+        if self.saver is not None:
+            ckpt.write_run_files(
+                self.run_dir, config_lib.to_json(config), run_metadata(config, splits, self.ens)
+            )
+        self.state, self.progress = _start(self.ens, self.saver, resume, restore_from)
+        if restore_from is not None:
+            self.state = self.state.replace(
+                opt_state=set_hyperparams(
+                    self.state.opt_state,
+                    learning_rate=float(config.optim.learning_rate),
+                    weight_decay=float(config.optim.weight_decay),
+                )
+            )
+        self.best_host: Any = None
+
+    @property
+    def stopped_early(self) -> bool:
+        patience = int(self.config.train.early_stop_patience)
+        return bool(patience and self.progress["since_best"] >= patience)
+
+    @property
+    def done(self) -> bool:
+        return int(self.progress["epoch"]) >= int(self.config.train.epochs) or self.stopped_early
+
+    def step(self) -> EpochResult:
+        """Train the next epoch, validate, keep the best, checkpoint."""
+        epoch = int(self.progress["epoch"]) + 1
+        progress, splits = self.progress, self.splits
+        state, train_m = self.ens.train_epoch(self.state, epoch)
+        report = metrics_lib.ensemble_report(
+            self.ens.predict(state, splits.val), splits.val.y, self.ens.num_classes
+        )
+        flat = metrics_lib.flat_metrics(report, "val", self.names)
+        lrs = np.asarray(get_hyperparams(state.opt_state)["learning_rate"])
+        flat.update(_train_metrics(train_m, lrs))
+        value = flat[select_key(self.config)]
+        is_best = progress["best_epoch"] == 0 or value > progress["best_metric"]
+        if is_best:
+            progress.update(best_metric=value, best_epoch=epoch, since_best=0)
+            self.best_host = jax.device_get(state)
+        else:
+            progress["since_best"] += 1
+        state = _plateau(self.config, state, flat, progress)
+        progress["epoch"] = epoch
+        progress["history"].append({"epoch": epoch, **flat})
+        if self.saver is not None:
+            self.saver.save(epoch, state, progress, is_best=is_best)
+        self.state = state
+        if self.stopped_early:
+            log.info("early stop at epoch %d (best %d)", epoch, progress["best_epoch"])
+        return EpochResult(epoch, flat, report, is_best, state, progress)
+
+    def close(self) -> None:
+        """Wait for and close the checkpoint writers."""
+        if self.saver is not None:
+            self.saver.close()
+
+    def result(self, evaluate_test: bool) -> RunResult:
+        """The run's summary; ``evaluate_test`` predicts the test split with the best state."""
+        progress = self.progress
+        out = RunResult(
+            run_dir=self.run_dir,
+            best_epoch=int(progress["best_epoch"]),
+            best_metric=float(progress["best_metric"]),
+            epochs_run=int(progress["epoch"]),
+            stopped_early=self.stopped_early,
+            strategy=self.ens.strategy,
+            dispatch=self.ens.dispatch,
+            history=list(progress["history"]),
+        )
+        if evaluate_test:
+            ens, test = self.ens, self.splits.test
+            best = self.best_host
+            best_state = best if best is not None else _restore_best(ens, self.run_dir, self.state)
+            out.test_probs = ens.predict(best_state, test)
+            out.test_report = metrics_lib.ensemble_report(out.test_probs, test.y, ens.num_classes)
+            out.test_metrics = metrics_lib.flat_metrics(out.test_report, "test", self.names)
+        return out
+
+
 def run_training(
     config: ml_collections.ConfigDict,
     splits: data_lib.Splits,
@@ -121,76 +225,17 @@ def run_training(
     trial's after a PBT exploit); its learning rate and weight decay are replaced by this
     config's, which is how PBT's perturbed values take effect without recompiling.
     """
-    run_dir = Path(run_dir)
-    ens = Ensemble(config, splits.train, seeds_of(config))
-    names = list(config.data.class_names)
-    key = select_key(config)
-    saver = ckpt.RunCheckpointer(run_dir) if checkpoints else None
-    if saver is not None:
-        ckpt.write_run_files(run_dir, config_lib.to_json(config), run_metadata(config, splits, ens))
-
-    state, progress = _start(ens, saver, resume, restore_from)
-    if restore_from is not None:
-        state = state.replace(
-            opt_state=set_hyperparams(
-                state.opt_state,
-                learning_rate=float(config.optim.learning_rate),
-                weight_decay=float(config.optim.weight_decay),
-            )
-        )
-    best_host: Any = None
-    start_epoch = int(progress["epoch"]) + 1
+    run = TrainingRun(
+        config, splits, run_dir, resume=resume, checkpoints=checkpoints, restore_from=restore_from
+    )
     try:
-        for epoch in range(start_epoch, int(config.train.epochs) + 1):
-            state, train_m = ens.train_epoch(state, epoch)
-            report = metrics_lib.ensemble_report(
-                ens.predict(state, splits.val), splits.val.y, ens.num_classes
-            )
-            flat = metrics_lib.flat_metrics(report, "val", names)
-            lrs = np.asarray(get_hyperparams(state.opt_state)["learning_rate"])
-            flat.update(_train_metrics(train_m, lrs))
-            value = flat[key]
-            is_best = progress["best_epoch"] == 0 or value > progress["best_metric"]
-            if is_best:
-                progress.update(best_metric=value, best_epoch=epoch, since_best=0)
-                best_host = jax.device_get(state)
-            else:
-                progress["since_best"] += 1
-            state = _plateau(config, state, flat, progress)
-            progress["epoch"] = epoch
-            progress["history"].append({"epoch": epoch, **flat})
-            if saver is not None:
-                saver.save(epoch, state, progress, is_best=is_best)
-            result = EpochResult(epoch, flat, report, is_best, state, progress)
+        while not run.done:
+            result = run.step()
             for hook in hooks:
                 hook(result)
-            patience = int(config.train.early_stop_patience)
-            if patience and progress["since_best"] >= patience:
-                progress["stopped_early"] = True
-                log.info("early stop at epoch %d (best %d)", epoch, progress["best_epoch"])
-                break
     finally:
-        if saver is not None:
-            saver.close()
-
-    out = RunResult(
-        run_dir=run_dir,
-        best_epoch=int(progress["best_epoch"]),
-        best_metric=float(progress["best_metric"]),
-        epochs_run=int(progress["epoch"]),
-        stopped_early=bool(progress.get("stopped_early", False)),
-        strategy=ens.strategy,
-        dispatch=ens.dispatch,
-        history=list(progress["history"]),
-    )
-    if evaluate_test:
-        best_state = best_host if best_host is not None else _restore_best(ens, run_dir, state)
-        out.test_probs = ens.predict(best_state, splits.test)
-        out.test_report = metrics_lib.ensemble_report(
-            out.test_probs, splits.test.y, ens.num_classes
-        )
-        out.test_metrics = metrics_lib.flat_metrics(out.test_report, "test", names)
-    return out
+        run.close()
+    return run.result(evaluate_test)
 
 
 def _start(

@@ -37,7 +37,7 @@ from rich.console import Console
 
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
-from ecgjax import journal, paths
+from ecgjax import folds, journal, paths, tune_cv
 from ecgjax import sweep_report as report
 from ecgjax import tune as tune_lib
 from ecgjax.checkpoint import write_json_atomic
@@ -88,7 +88,7 @@ def run_sweep(
     baseline = tune_lib.baseline_point(space, config)
     tune_lib.make_scheduler(config.tune, nested)  # fail on a bad tune section before any work
     tune_lib.make_search(config.tune, [], int(config.seed))
-    splits = data_lib.load_splits(config)
+    splits = _load_data(config)
 
     sweep_dir = paths.checkpoints_dir() / sweep_id
     tracker = Tracker(EXPERIMENT)
@@ -192,7 +192,7 @@ def resume_sweep(
         report.print_table(state["trials"], str(config.tune.metric), console)
         best = sweep_dir / "best" if state.get("best") else None
         return SweepResult(sweep_id, sweep_dir, parent, state["trials"], True, best)
-    splits = data_lib.load_splits(config)
+    splits = _load_data(config)
     tracker = Tracker(EXPERIMENT)
     tracker.client.update_run(parent, status="RUNNING")
     tracker.set_tags(parent, {"ecgjax.resumed": time.strftime("%Y-%m-%d %H:%M:%S")})
@@ -217,15 +217,30 @@ def trial_dirname(trial: Any) -> str:
     return str(trial.trial_id)
 
 
-def _trainable(config: ml_collections.ConfigDict, splits: data_lib.Splits, sweep_id: str) -> Any:
+def _load_data(config: ml_collections.ConfigDict) -> data_lib.Splits | folds.CrossValidation:
+    """The single split, or with ``data.cv_folds >= 2`` the folds of the training records
+    (then the test file is loaded but no trial evaluates it)."""
+    if int(config.data.cv_folds) >= 2:
+        tune_cv.check_config(config)
+        return folds.load_cv(config)
+    return data_lib.load_splits(config)
+
+
+def _trainable(
+    config: ml_collections.ConfigDict,
+    data: data_lib.Splits | folds.CrossValidation,
+    sweep_id: str,
+) -> Any:
     """The trainable with the data in the object store (once) and the per-trial resources."""
-    with_data = tune.with_parameters(
-        tune_lib.train_trial,
-        splits=splits,
-        base_json=config_lib.to_json(config),
-        sweep_id=sweep_id,
-        checkpoint_root=str(paths.checkpoints_dir()),
-    )
+    common = {
+        "base_json": config_lib.to_json(config),
+        "sweep_id": sweep_id,
+        "checkpoint_root": str(paths.checkpoints_dir()),
+    }
+    if isinstance(data, folds.CrossValidation):
+        with_data = tune.with_parameters(tune_cv.train_cv_trial, cv=data, **common)
+    else:
+        with_data = tune.with_parameters(tune_lib.train_trial, splits=data, **common)
     resources = {"cpu": float(config.tune.cpus_per_trial), "gpu": float(config.tune.gpus_per_trial)}
     return tune.with_resources(with_data, resources)
 

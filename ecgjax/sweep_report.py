@@ -22,15 +22,19 @@ from ecgjax.tune import flatten_params
 from ecgjax.tune_tracking import error_reason
 
 
-def metric_keys(metric: str) -> dict[str, str]:
-    """Seed-mean metric and its worst-seed / seed-std / ensemble companions."""
+def metric_keys(metric: str, normal: str = "N") -> dict[str, str]:
+    """Seed-mean metric, its worst-seed / seed-std / ensemble companions, and the context a
+    recall-first objective is read against: macro recall, macro F1, the normal class's recall."""
     prefix, _, name = metric.partition("/")
     return {
         "metric": metric,
         "worst": f"{prefix}/worst/{name}",
         "std": f"{prefix}/std/{name}",
         "ensemble": f"{prefix}/ensemble/{name}",
+        "macro_recall": f"{prefix}/macro_recall",
         "macro_f1": f"{prefix}/macro_f1",
+        "recall_normal": f"{prefix}/recall_{normal}",
+        "fold_std": f"{prefix}/fold_std/{name}",  # cross-validated sweeps only
     }
 
 
@@ -38,7 +42,7 @@ def trial_rows(
     grid: ResultGrid, config: ml_collections.ConfigDict, checkpoint_root: Path, sweep_id: str
 ) -> list[dict[str, Any]]:
     """One row per trial, ranked best first; failed trials last, with their reason."""
-    keys = metric_keys(str(config.tune.metric))
+    keys = metric_keys(str(config.tune.metric), str(config.data.class_names[0]))
     sign = 1.0 if config.tune.mode == "max" else -1.0
     rows = []
     for result in (grid[i] for i in range(len(grid))):
@@ -80,15 +84,22 @@ def differing_params(rows: list[dict[str, Any]]) -> list[str]:
 def print_table(rows: list[dict[str, Any]], metric: str, console: Console, top: int = 10) -> None:
     """The top trials with their seed spread, and the failed ones with the reason."""
     varied = differing_params(rows)
-    table = Table(title=f"top trials by {metric} at their best epoch (seed mean; worst seed, std)")
-    for col in ("#", "trial", metric.split("/")[-1], "worst", "std", "ens.", "F1", "epoch"):
+    table = Table(
+        title=f"top trials by {metric} at their best epoch (seed mean; worst seed, std; "
+        "validation macro recall, macro F1, normal-class recall)"
+    )
+    ok = [r for r in rows if r["status"] == "ok" and "metric" in r]
+    cv = any(not math.isnan(r.get("fold_std", float("nan"))) for r in ok)
+    head = (metric.split("/")[-1], "worst", "std", "ens.", "recall", "F1", "N rec.")
+    for col in ("#", "trial", *head, *(("fold std",) if cv else ()), "epoch"):
         table.add_column(col, justify="left" if col == "trial" else "right", no_wrap=col == "trial")
     for col in varied:
         table.add_column(column_label(col), justify="right")
-    ok = [r for r in rows if r["status"] == "ok" and "metric" in r]
+    shown = ["metric", "worst", "std", "ensemble", "macro_recall", "macro_f1", "recall_normal"]
+    shown += ["fold_std"] if cv else []
     for i, r in enumerate(ok[:top], 1):
         name = r["trial_id"] + (" *" if r.get("baseline") else "")
-        cells = [f"{r[k]:.4f}" for k in ("metric", "worst", "std", "ensemble", "macro_f1")]
+        cells = [f"{r.get(k, float('nan')):.4f}" for k in shown]
         values = [_short(r["params"].get(k)) for k in varied]
         table.add_row(str(i), name, *cells, f"{r['best_epoch']}/{r['epochs']}", *values)
     console.print(table)

@@ -180,6 +180,21 @@ def make_search(
     raise ValueError(f"tune.search must be random, grid or optuna, got {tc.search!r}")
 
 
+def trial_data_config(
+    base: ml_collections.ConfigDict, config: ml_collections.ConfigDict, train: str, test: str
+) -> ml_collections.ConfigDict | None:
+    """The trial's config pointing at the loaded files ``train``/``test`` when its ``data``
+    section differs from the sweep's (a searched ``data.channels``, say), else None.
+
+    The driver loads the data once, for the base config; a trial that changes how beats
+    become model inputs must load them again, or the searched value would silently not apply.
+    The files are named by the paths the driver resolved, so a worker finds the same ones.
+    """
+    if base.data.to_dict() == config.data.to_dict():
+        return None
+    return config_lib.with_overrides(config, {"data.train_file": train, "data.test_file": test})
+
+
 def setup_trial_process(config: ml_collections.ConfigDict) -> None:
     """Per-trial JAX settings, before JAX's backend starts in this worker process.
 
@@ -205,9 +220,13 @@ def train_trial(
     checkpoint_root: str,
 ) -> None:
     """The Ray Tune function trainable: one seed ensemble, reported and checkpointed per epoch."""
-    config = trial_config(config_lib.from_json(base_json), params)
+    base = config_lib.from_json(base_json)
+    config = trial_config(base, params)
     setup_trial_process(config)
     from ecgjax.run import EpochResult, run_training  # after the XLA variables are set
+
+    own = trial_data_config(base, config, splits.train.source, splits.test.source)
+    splits = data_lib.load_splits(own) if own is not None else splits
 
     trial_id = tune.get_context().get_trial_id()
     run_dir = Path(checkpoint_root) / sweep_id / trial_id

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from ecgjax.metrics import classification_metrics, confusion_matrix, ensemble_report, flat_metrics
+from ecgjax.metrics import (
+    RECALL_FLOOR_N,
+    RECALL_FLOOR_PENALTY,
+    classification_metrics,
+    confusion_matrix,
+    ensemble_report,
+    flat_metrics,
+    objectives,
+)
 
 C = 5
 NAMES = ("N", "S", "V", "F", "Q")
@@ -111,3 +119,63 @@ def test_flat_metrics_keys_and_values():
     assert flat["val/recall_Q"] == 0.0
     with pytest.raises(ValueError, match="class names"):
         flat_metrics(ensemble_report(probs, Y_TRUE, C), "val", NAMES[:3])
+
+
+def test_macro_f2_matches_sklearn_fbeta_without_q() -> None:
+    # Q (4) is predicted once but absent from y_true; F (3) is present but never predicted.
+    m = classification_metrics(Y_TRUE, Y_PRED, C)
+    kw = {"beta": 2, "average": "macro", "zero_division": 0}
+    got = objectives(m, NAMES)["macro_f2"]
+    assert got == pytest.approx(skm.fbeta_score(Y_TRUE, Y_PRED, labels=[0, 1, 2, 3], **kw))
+    # Q present in y_true is still left out; the same labels without the name Q count it.
+    y_true = np.append(Y_TRUE, [4, 4])
+    y_pred = np.append(Y_PRED, [4, 0])
+    m = classification_metrics(y_true, y_pred, C)
+    nsvf = skm.fbeta_score(y_true, y_pred, labels=[0, 1, 2, 3], **kw)
+    assert objectives(m, NAMES)["macro_f2"] == pytest.approx(nsvf)
+    all5 = skm.fbeta_score(y_true, y_pred, labels=range(5), **kw)
+    assert objectives(m, ("N", "S", "V", "F", "P"))["macro_f2"] == pytest.approx(all5)
+    assert nsvf != pytest.approx(all5)
+
+
+def test_macro_f2_weighs_recall_over_precision() -> None:
+    y_true = np.array([0] * 8 + [1] * 2)
+    over = np.array([0] * 6 + [1] * 2 + [1] * 2)  # S found, at the price of two false alarms
+    under = np.array([0] * 8 + [1, 0])  # no false alarm, half the S beats missed
+    f2 = {
+        k: objectives(classification_metrics(y_true, p, 2), ("N", "S"))
+        for k, p in (("over", over), ("under", under))
+    }
+    assert f2["over"]["macro_f2"] > f2["under"]["macro_f2"]
+    for p in (over, under):
+        ref = skm.fbeta_score(y_true, p, beta=2, average="macro", zero_division=0)
+        assert objectives(classification_metrics(y_true, p, 2), ("N", "S"))["macro_f2"] == (
+            pytest.approx(ref)
+        )
+
+
+def test_recall_floor_is_abnormal_recall_above_the_floor_and_penalised_below() -> None:
+    m = classification_metrics(Y_TRUE, Y_PRED, C)  # N recall 4/5 = 0.8 < the floor
+    recall = skm.recall_score(Y_TRUE, Y_PRED, labels=[1, 2, 3], average=None, zero_division=0)
+    expected = recall.mean() - RECALL_FLOOR_PENALTY * (RECALL_FLOOR_N - 0.8)
+    assert objectives(m, NAMES)["recall_floor"] == pytest.approx(expected)
+    y_true = np.array([0] * 20 + [1, 1, 2, 2])
+    y_pred = np.array([0] * 19 + [1] + [1, 0, 2, 2])  # N recall 0.95: no penalty
+    got = objectives(classification_metrics(y_true, y_pred, C), NAMES)["recall_floor"]
+    assert got == pytest.approx((0.5 + 1.0) / 2)
+    no_normal = classification_metrics(np.array([1, 2]), np.array([1, 1]), C)
+    assert objectives(no_normal, NAMES)["recall_floor"] == pytest.approx(0.5)
+
+
+def test_objectives_are_flat_metrics_in_every_view() -> None:
+    probs = np.stack([probs_from(Y_PRED), probs_from(Y_TRUE)])
+    report = ensemble_report(probs, Y_TRUE, C)
+    flat = flat_metrics(report, "val", NAMES)
+    seeds = [objectives(m, NAMES) for m in report["seeds"]]
+    for k in ("macro_f2", "recall_floor"):
+        assert flat[f"val/{k}"] == pytest.approx((seeds[0][k] + seeds[1][k]) / 2)
+        assert flat[f"val/worst/{k}"] == pytest.approx(min(seeds[0][k], seeds[1][k]))
+        assert flat[f"val/std/{k}"] == pytest.approx(abs(seeds[0][k] - seeds[1][k]) / 2)
+        assert flat[f"val/seed1/{k}"] == seeds[1][k]
+        assert flat[f"val/ensemble/{k}"] == objectives(report["ensemble"], NAMES)[k]
+    assert flat["val/seed1/macro_f2"] == 1.0 and flat["val/seed1/recall_floor"] == 1.0

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ray import tune
 
@@ -31,6 +32,7 @@ SWEEPS = [
     "pbt_resnet1d",
     "grid_imbalance",
     "hyperband_kachuee",
+    "optuna_interpatient",
 ]
 SPACES = sorted(
     p for p in (paths.PROJECT_ROOT / "configs").glob("*.py") if "get_search_space" in p.read_text()
@@ -199,6 +201,44 @@ def test_failing_trial_is_marked_failed_and_the_sweep_finishes(
     assert failed.info.status == "FAILED" and "divisible" in failed.data.tags["ecgjax.error"]
     assert kids[by_status["ok"]["trial_id"]].info.status == "FINISHED"
     assert "1 failed" in journal.entries_for("bad")[1]
+
+
+def test_cross_validated_sweep_reports_the_fold_mean(tune_project: Path, ray_address: str) -> None:
+    path = tune_project / "cv_sweep.py"
+    path.write_text(
+        "from ecgjax.config import base_config\n\n"
+        "def get_config(arg=None):\n"
+        "    c = base_config()\n"
+        "    c.data.cv_folds, c.data.max_train, c.data.max_eval = 2, 200, 100\n"
+        "    c.model.name, c.model.hidden, c.model.num_blocks = 'resnet1d', 8, 1\n"
+        "    c.train.steps_per_epoch, c.train.select_metric = 3, 'macro_f2'\n"
+        "    c.tune.scheduler, c.tune.search, c.tune.metric = 'fifo', 'grid', 'val/macro_f2'\n"
+        "    c.tune.num_samples, c.tune.max_epochs, c.tune.seeds_per_trial = 1, 2, 1\n"
+        "    return c\n\n"
+        "def get_search_space(tune):\n"
+        "    return {'data.channels': tune.grid_search(['beat,beat_minus_template'])}\n"
+    )
+    config = config_lib.load_config_file(path)
+    result = sweep.run_sweep(config, str(path), "the template helps", name="cv")
+    assert result.complete and all(r["status"] == "ok" for r in result.rows)
+    client = Tracker(sweep.EXPERIMENT).client
+    kids = [r for r in children("cv") if r.data.tags["ecgjax.kind"] == "trial"]
+    assert len(kids) == 1  # its channels differ from the driver's data: the trial reloads
+    for kid in kids:
+        history = {
+            key: [m.value for m in client.get_metric_history(kid.info.run_id, key)]
+            for key in ("val/macro_f2", "val/fold0/macro_f2", "val/fold1/macro_f2")
+        }
+        assert len(history["val/macro_f2"]) == config.tune.max_epochs
+        folds_mean = (np.array(history["val/fold0/macro_f2"]) + history["val/fold1/macro_f2"]) / 2
+        np.testing.assert_allclose(history["val/macro_f2"], folds_mean)
+        assert {"val/fold_std/macro_f2", "val/fold_min/recall_S"} <= set(kid.data.metrics)
+        run_dir = Path(kid.data.tags["ecgjax.checkpoint"])
+        for fold in ("fold0", "fold1"):  # a 2-channel trial restores into a 2-channel model
+            _, progress = restore(run_dir / fold, "latest")
+            assert progress["epoch"] == config.tune.max_epochs
+    assert not any(k.startswith("test/") for r in children("cv") for k in r.data.metrics)
+    assert {"macro_recall", "macro_f1", "recall_normal", "fold_std"} <= set(result.rows[0])
 
 
 def test_pbt_smoke_sweep(tune_project: Path, ray_address: str) -> None:

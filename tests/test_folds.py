@@ -1,0 +1,136 @@
+"""Leave-records-out cross-validation: the folds, the fold summary, a 2-fold training run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ecgjax import checkpoint as ckpt
+from ecgjax import config as config_lib
+from ecgjax import data as data_lib
+from ecgjax import folds, paths
+from ecgjax.crossval import train_cv
+from ecgjax.experiment import train_run
+
+
+def records(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """11 records of unequal size; class 1 lives in exactly 3 records, class 2 in 4."""
+    key = np.random.default_rng(seed)
+    record, y = [], []
+    for r in range(11):
+        n = int(key.integers(20, 80))
+        labels = np.zeros(n, dtype=int)
+        if r in (1, 5, 8):
+            labels[: 3 + r] = 1
+        if r in (0, 2, 6, 9):
+            labels[-5:] = 2
+        record += [f"r{r}"] * n
+        y.append(labels)
+    return np.array(record, dtype=object), np.concatenate(y)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_folds_partition_the_records(k: int) -> None:
+    record, y = records()
+    out = folds.record_folds(record, y, k, seed=7)
+    assert len(out) == k
+    every_val = np.concatenate([va for _, va in out])
+    assert sorted(every_val) == list(range(len(y)))  # every beat validated exactly once
+    names = np.asarray(record).astype(str)
+    for tr, va in out:
+        assert len(va) and len(tr) + len(va) == len(y)
+        assert not set(names[tr]) & set(names[va])  # no record on both sides
+        assert np.array_equal(np.sort(np.concatenate([tr, va])), np.arange(len(y)))
+    val_records = [set(names[va]) for _, va in out]
+    assert sum(len(s) for s in val_records) == len(set(names))
+
+
+def test_folds_balance_classes_and_are_deterministic() -> None:
+    record, y = records()
+    three = folds.record_folds(record, y, 3, seed=1)
+    for _, va in three:  # class 1 sits in 3 records, class 2 in 4: each fold gets some of both
+        assert {1, 2} <= set(y[va])
+    again = folds.record_folds(record, y, 3, seed=1)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(three, again, strict=True))
+
+
+def test_bad_fold_counts_are_clear_errors() -> None:
+    record, y = records()
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        folds.record_folds(record, y, 1, seed=0)
+    with pytest.raises(ValueError, match="12 folds need at least 12 records, found 11"):
+        folds.record_folds(record, y, 12, seed=0)
+
+
+def test_summary_skips_folds_that_cannot_measure_a_class() -> None:
+    names = ("N", "S")
+    metrics = [
+        {"val/macro_f2": 0.5, "val/recall_S": 0.0, "val/worst/recall_S": 0.0},
+        {"val/macro_f2": 0.7, "val/recall_S": 0.6, "val/worst/recall_S": 0.4},
+        {"val/macro_f2": 0.9, "val/recall_S": 0.8, "val/worst/recall_S": 0.6},
+    ]
+    supports = [np.array([10, 0]), np.array([10, 3]), np.array([10, 2])]
+    out = folds.summarize(metrics, supports, names, ["val/macro_f2", "val/recall_S"])
+    assert out["val/macro_f2"] == pytest.approx(0.7)
+    assert out["val/fold_std/macro_f2"] == pytest.approx(np.std([0.5, 0.7, 0.9]))
+    assert out["val/fold_min/macro_f2"] == pytest.approx(0.5)
+    assert out["val/fold2/macro_f2"] == 0.9
+    assert out["val/recall_S"] == pytest.approx(0.7)  # fold 0 holds no S beat
+    assert out["val/fold_min/recall_S"] == pytest.approx(0.6)
+    assert out["val/worst/recall_S"] == pytest.approx(0.5)
+    assert "val/fold_std/worst/recall_S" not in out  # spread only for the headline keys
+
+
+def cv_config(k: int = 2):
+    config = config_lib.load_config_file(
+        paths.PROJECT_ROOT / "configs" / "interpatient_resnet1d.py:rr,smoke"
+    )
+    config.data.cv_folds = k
+    config.train.num_seeds = 1
+    config.model.hidden, config.model.num_blocks = 8, 1
+    return config
+
+
+def test_two_fold_training_run(project: Path) -> None:
+    config = cv_config()
+    cv = folds.load_cv(config)
+    pool = data_lib.load_parquet(project / "data" / "mitbih_ds1.parq", 5)
+    assert len(cv.pool) == len(pool)  # the whole training file, no validation carved out
+    result = train_cv(config, run_name="cv", progress=False)
+    run_dir = project / "checkpoints" / "cv"
+    metric = f"val/{config.train.select_metric}"
+    best = []
+    for i, fold in enumerate(result.folds):
+        fold_dir = run_dir / f"fold{i}"
+        assert fold.run_dir == fold_dir and fold.test_report is None  # test never evaluated
+        assert (fold_dir / "config.json").is_file() and any((fold_dir / "best").iterdir())
+        assert ckpt.find_run_dir(fold_dir) == (fold_dir, "best")
+        best.append(next(h for h in fold.history if h["epoch"] == fold.best_epoch)[metric])
+    name = config.train.select_metric
+    assert result.score[f"cv/{name}"] == pytest.approx(np.mean(best))
+    assert result.score[f"cv/fold_std/{name}"] == pytest.approx(np.std(best))
+    assert result.score[f"cv/fold_min/{name}"] == pytest.approx(min(best))
+    saved = json.loads((run_dir / "cv.json").read_text())
+    val_records = [set(f["val_records"]) for f in saved["folds"]]
+    assert not val_records[0] & val_records[1]
+    assert val_records[0] | val_records[1] == set(np.asarray(pool.record).astype(str))
+
+    client = MlflowClient(paths.mlflow_uri())
+    runs = client.search_runs([client.get_experiment_by_name("ecgjax-train").experiment_id])
+    parent = [r for r in runs if r.data.tags["ecgjax.kind"] == "cv"]
+    kids = [r for r in runs if r.data.tags["ecgjax.kind"] == "cv_fold"]
+    assert len(parent) == 1 and len(kids) == 2 and len(runs) == 3
+    assert all(r.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for r in kids)
+    assert parent[0].data.metrics[f"cv/{name}"] == pytest.approx(np.mean(best))
+    curve = client.get_metric_history(parent[0].info.run_id, metric)
+    assert [m.step for m in curve] == list(range(1, config.train.epochs + 1))
+    assert not any(k.startswith("test/") for r in runs for k in r.data.metrics)
+
+
+def test_cv_needs_the_cv_entry_point(project: Path) -> None:
+    with pytest.raises(ValueError, match=r"crossval\.train_cv"):
+        train_run(cv_config(), run_name="x", progress=False)
