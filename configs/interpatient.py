@@ -36,11 +36,14 @@ features), for a monitor that cannot wait for the end of the record; ``smoke`` s
 to seconds. They combine: ``:reverse,causal``.
 """
 
+from pathlib import Path
+
 import ml_collections
 
-from ecgjax.config import base_config
+from ecgjax.config import load_config_file
 
 VARIANTS = ("smoke", "reverse", "causal")
+BASE = Path(__file__).with_name("interpatient_resnet1d.py")  # the :rr model, optimiser, loss
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -51,44 +54,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             f"unknown config variant(s) {sorted(unknown)}; use {', '.join(VARIANTS)} or a "
             "comma-separated mix (reverse,causal)"
         )
-    c = base_config()
-    c.name = "interpatient"
-    c.data.dataset = "interpatient"
-    c.data.train_file, c.data.test_file = "mitbih_ds1.parq", "mitbih_ds2.parq"
-    if "reverse" in variants:
-        c.name += "_reverse"
-        c.data.train_file, c.data.test_file = c.data.test_file, c.data.train_file
-    c.data.val_split = "record"
-    c.data.val_fraction = 0.2
+    c = load_config_file(f"{BASE}:" + ",".join(["rr", *sorted(variants & {"smoke", "reverse"})]))
+    c.name = "interpatient" + "".join(f"_{v}" for v in ("reverse", "causal") if v in variants)
     c.data.channels = "beat,beat_minus_template,lead2"
-    c.data.template = "record"
     if "causal" in variants:
-        c.name += "_causal"
         c.data.template = "causal"
         c.data.rr_causal = True
-    c.model.name = "resnet1d"
-    c.model.hidden = 32
-    c.model.num_blocks = 3
-    c.model.norm = "batch"
-    c.model.dropout = 0.2
-    c.model.rr_context = True
-    c.loss.name = "weighted_ce"
-    c.loss.class_weight_power = 1.0  # 0.5 halved S sensitivity in the DS1 cross-validation
-    c.sampling.name = "uniform"
-    c.augment.enabled = True
-    c.optim.name = "adamw"
-    c.optim.learning_rate = 2e-3
-    c.optim.weight_decay = 1e-4
-    c.optim.schedule = "cosine"
-    c.optim.warmup_epochs = 1
-    c.train.batch_size = 64
-    c.train.epochs = 6
-    c.train.steps_per_epoch = 400
-    c.train.num_seeds = 5
-    c.train.select_metric = "macro_f2"
-    c.tune.metric = "val/macro_f2"
-    if "smoke" in variants:
-        c.data.max_train, c.data.max_eval = 400, 200
-        c.train.epochs, c.train.steps_per_epoch, c.train.num_seeds = 2, 5, 2
-        c.train.batch_size = 32
+    if "smoke" not in variants:
+        c.train.num_seeds = 5
     return c
