@@ -114,6 +114,12 @@ def floor_lines(report: dict[str, Any]) -> list[str]:
         f"recall-first: {n} recall on val {op['normal_recall']:.4f} (floor "
         f"{op['min_normal_recall']:.2f}, argmax {op['argmax_normal_recall']:.4f})"
     ]
+    if op.get("normal_boost", 1.0) > 1.0:
+        lines.append(
+            f"[yellow]argmax was below the {n}-recall floor (val {op['argmax_normal_recall']:.4f}): "
+            f"{n}'s score was raised x{op['normal_boost']:.3g} to reach it before fitting the "
+            "targets (disease weights below 1)[/]"
+        )
     if not op["floor_met"]:
         lines.append(
             f"[red]argmax is already below the {n}-recall floor: the fit kept argmax's "

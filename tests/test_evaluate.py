@@ -85,7 +85,9 @@ def test_evaluate_a_tiny_checkpoint(trained: tuple[Path, RunResult]) -> None:
         assert (run_dir / "evaluation" / f"test_{suffix}.png").stat().st_size > 1000
     point = report["operating_point"]
     assert set(point) == {"operating_point", "argmax", "recall_first"}
-    assert all(w >= 1.0 for w in point["operating_point"]["weights"])
+    fitted = point["operating_point"]
+    # Disease weights only drop below 1 when N had to be raised to its floor first.
+    assert all(w >= 1.0 for w in fitted["weights"]) or fitted["normal_boost"] > 1.0
     assert point["operating_point"]["min_normal_recall"] == 0.95
     fitted = point["operating_point"]  # N recall on val: never pushed below the floor
     assert fitted["normal_recall"] >= min(0.95, fitted["argmax_normal_recall"]) - 1e-12

@@ -117,7 +117,7 @@ def test_absent_class_and_bad_arguments() -> None:
     probs, y = noisy_probs(500, 5, 3)
     y = np.where(y == 4, 0, y)  # no Q beats, as in the inter-patient validation data
     point = op.fit(probs, y, 0.9)
-    assert point.weights[4] == 1.0 and point.reached[-1]
+    assert point.weights[4] == pytest.approx(1.0 / point.normal_boost) and point.reached[-1]
     with pytest.raises(ValueError, match="target_recall"):
         op.fit(probs, y, 1.5)
     with pytest.raises(ValueError, match="probs"):
@@ -188,12 +188,22 @@ def test_a_model_already_below_the_floor_loses_no_more_normal_recall() -> None:
     probs = probs[:, [1, 0, 2, 3]].copy()  # N and S scores swapped: argmax misses most N beats
     argmax_n = recall(probs.argmax(-1), y, 0)
     assert argmax_n < 0.95
-    point = op.fit(probs, y, 0.9)
+    point = op.fit(probs, y, 0.9, raise_normal=False)
     assert not point.floor_met and point.argmax_normal_recall == pytest.approx(argmax_n)
     pred = op.decide(probs, point.weights)
     assert recall(pred, y, 0) >= argmax_n - 1e-12  # the floor is argmax's own N recall
     assert point.normal_recall == pytest.approx(recall(pred, y, 0))
     free = op.fit(probs, y, 0.9, min_normal_recall=0.0)
     assert recall(op.decide(probs, free.weights), y, 0) < argmax_n  # which the free fit lowers
+    # By default the budget is enforced upwards too: N is raised to the floor first.
+    raised = op.fit(probs, y, 0.9)
+    pred = op.decide(probs, raised.weights)
+    assert raised.floor_met and recall(pred, y, 0) >= 0.95
+    assert raised.normal_boost > 1.0 and raised.weights[0] == 1.0
+    assert min(raised.weights[1:]) < 1.0  # shown as disease weights below 1
+    only_n = op.fit(probs, y, 0.9, classes=[])  # no targets: the boost alone, and the least
+    assert recall(op.decide(probs, only_n.weights), y, 0) >= 0.95
+    weaker = [1.0] + [w * 1.01 for w in only_n.weights[1:]]
+    assert recall(op.decide(probs, weaker), y, 0) < 0.95
     with pytest.raises(ValueError, match="min_normal_recall"):
         op.fit(probs, y, 0.9, min_normal_recall=1.5)

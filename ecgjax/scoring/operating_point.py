@@ -24,9 +24,12 @@ alarms all day. N recall only falls as disease weights grow, and the fit's weigh
 least that reach the targets, so if they break the floor every weight vector reaching those
 targets does; the floor is then one more reason to relax targets, in the same priority order,
 and the fit reports which targets it could not meet under the floor (and what N recall the
-unconstrained fit would have cost). When plain argmax is already below the floor, the floor
-becomes argmax's own N recall: disease weights may still rise, but only where they cost N
-nothing.
+unconstrained fit would have cost). When plain argmax is already below the floor (a model
+trained with full inverse-frequency class weights calls many N beats abnormal on new patients),
+the budget is enforced the other way too: N's weight is first raised to the least value that
+brings N recall up to the floor (equivalently every disease weight drops below 1, reported as
+``normal_boost``), and the targets are then fitted on top of that under the same floor. Set
+``raise_normal=False`` to keep argmax's own N recall as the floor instead.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class OperatingPoint:
     # the unconstrained fit would have reached that this one does not.
     unconstrained_normal_recall: float | None = None
     blocked_by_floor: list[int] = field(default_factory=list)
+    normal_boost: float = 1.0  # factor N's score was raised by to reach the floor (1: none)
 
     @property
     def relaxed(self) -> list[int]:
@@ -96,6 +100,7 @@ class OperatingPoint:
             "floor_met": self.floor_met,
             "unconstrained_normal_recall": self.unconstrained_normal_recall,
             "blocked_by_floor": self.blocked_by_floor,
+            "normal_boost": self.normal_boost,
         }
 
 
@@ -220,6 +225,7 @@ def fit(
     *,
     min_normal_recall: float = 0.95,
     normal_class: int = 0,
+    raise_normal: bool = True,
 ) -> OperatingPoint:
     """Fit weights so each class in ``classes`` reaches ``target_recall`` on ``(probs, y)``,
     never pushing the recall of ``normal_class`` below ``min_normal_recall`` there.
@@ -233,6 +239,7 @@ def fit(
         max_sweeps: passes over the classes before the targets count as conflicting.
         min_normal_recall: the false-alarm budget, in [0, 1]; 0 switches it off.
         normal_class: the class whose recall the budget protects (N).
+        raise_normal: when argmax is below the floor, raise N's weight up to it first.
     """
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
@@ -255,8 +262,17 @@ def fit(
     wanted = {c: float(target_recall) for c in classes if np.any(y == c)}
     has_normal = bool(np.any(y == normal_class))
     argmax_n = float(_recall(logp.argmax(-1), y, num_classes)[normal_class])
-    # Below the floor already: never lower N recall further than argmax has it.
-    floor = _Floor(normal_class, logp[y == normal_class], min(min_normal_recall, argmax_n))
+    boost = 0.0
+    if raise_normal and has_normal and argmax_n < min_normal_recall:
+        # The least log-weight of N that reaches the floor, the disease weights at 1.
+        boost = max(
+            0.0, _least_log_weight(logp, y, np.zeros(num_classes), normal_class, min_normal_recall)
+        )
+        logp = logp.copy()
+        logp[:, normal_class] += boost
+    # Still below the floor (raise_normal off): never lower N recall further than argmax.
+    base_n = float(_recall(logp.argmax(-1), y, num_classes)[normal_class])
+    floor = _Floor(normal_class, logp[y == normal_class], min(min_normal_recall, base_n))
     targets, lw = _fit(logp, y, target_recall, wanted, max_sweeps, floor)
     recall = _recall((logp + lw).argmax(-1), y, num_classes)
     reached = [bool(c not in targets or recall[c] >= target_recall - 1e-12) for c in classes]
@@ -271,6 +287,8 @@ def fit(
             for c, ok in zip(classes, reached, strict=True)
             if not ok and free_recall[c] >= target_recall - 1e-12
         ]
+    lw = lw - boost  # N keeps weight 1: the boost shows as disease weights below 1
+    lw[normal_class] = 0.0
     return OperatingPoint(
         weights=[float(w) for w in np.exp(lw)],
         target_recall=float(target_recall),
@@ -284,6 +302,7 @@ def fit(
         argmax_normal_recall=argmax_n if has_normal else None,
         unconstrained_normal_recall=free_n,
         blocked_by_floor=blocked,
+        normal_boost=float(np.exp(boost)),
     )
 
 
