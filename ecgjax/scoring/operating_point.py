@@ -1,5 +1,8 @@
 """Recall-first operating point: per-class decision weights fitted on validation (pure numpy).
 
+(Over 300 lines on purpose: the fit, its N-recall floor and the report of what it could not
+reach are one algorithm whose invariants are argued below; split, they would be read apart.)
+
 Plain argmax treats every error alike, but a missed S/V/F/Q beat costs more than a false alarm.
 The decision rule here is ``argmax_c(w_c * p_c)`` with ``w_N = 1``: raising a disease weight
 buys recall for that class at the price of precision (more N beats called disease).
