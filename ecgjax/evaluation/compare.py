@@ -81,7 +81,8 @@ def load_candidates(
         raise ckpt.CheckpointError(f"runs disagree on the classes: {sorted(classes)}")
     out: list[Candidate] = []
     for ld in loaded:
-        probs = eval_lib.predict(ld, test)
+        own = _inputs_for(ld, loaded[0], test, data_path)
+        probs = eval_lib.predict(ld, own)
         label = eval_lib.checkpoint_label(ld.run_dir)
         if any(c.label == label for c in out):
             label = f"{label} #{len(out) + 1}"
@@ -89,6 +90,25 @@ def load_candidates(
         patients = eval_lib.patients_of(ld, test)
         out.append(Candidate(label, ld.run_dir, ld.class_names, probs, report, patients))
     return out, test
+
+
+def _inputs_for(
+    ld: eval_lib.Loaded,
+    first: eval_lib.Loaded,
+    test: data_lib.BeatData,
+    data_path: str | Path | None,
+) -> data_lib.BeatData:
+    """The test beats in ``ld``'s own input channels (runs may use different ``data.channels``)."""
+    keys = ("channels", "template", "template_beats", "rr_causal")
+    if all(ld.config.data[k] == first.config.data[k] for k in keys):
+        return test
+    own, _ = eval_lib.load_data(ld, data_path if data_path is not None else test.source)
+    if not np.array_equal(own.y, test.y):
+        raise data_lib.DataError(
+            f"{test.source}: {ld.run_dir} and {first.run_dir} see different beats of this file "
+            "(a subsampled smoke run?); pass --data to compare on one whole file"
+        )
+    return own
 
 
 def _columns(
