@@ -8,7 +8,7 @@ The first trial is the config file's own values, i.e. the reference CNN (hidden 
 plain cross-entropy, uniform sampling, Adam 1e-3, batch 32), so the sweep compares against it
 on the same validation split and budget.
 
-Objective: validation macro F2 over N/S/V/F (``ecgjax.metrics.objectives``), for both the
+Objective: validation macro F2 over N/S/V/F (``ecgjax.scoring.metrics.objectives``), for both the
 trial ranking (``tune.metric``) and each trial's best epoch (``train.select_metric``). F2 is
 recall first (recall weighs 4x precision) but not recall only: macro recall alone picked
 models that call many normal beats abnormal (best trial: test accuracy 0.92, macro F1 0.74).

@@ -8,7 +8,7 @@
 
 What it is: the 1D ResNet with the RR rhythm branch (``configs/interpatient_resnet1d.py:rr``)
 given three input channels, judged against the patient's own beats rather than everyone's
-(``ecgjax/inputs.py``): the beat, the beat minus the record's median beat (the patient's
+(``ecgjax/data/inputs.py``): the beat, the beat minus the record's median beat (the patient's
 dominant morphology, no labels needed) and the same beat on the record's second lead. Five
 seeds make the ensemble. Training takes about 5 minutes on an idle 2-core CPU.
 

@@ -8,7 +8,7 @@
 No patient is shared between train, validation and test, so this measures what a model does
 for a new patient. Beat shape alone generalises poorly for S beats, which are recognised by
 being premature; the ``rr`` variant adds a rhythm branch on nine RR-interval features
-(previous/next/local/record RR and their ratios, see ``ecgjax/rr.py``) concatenated before
+(previous/next/local/record RR and their ratios, see ``ecgjax/data/rr.py``) concatenated before
 the dense head. Q is (almost) absent from DS1, so report N/S/V/F.
 Measured on a 2-core CPU: ~2 minutes for 3 seeds. DS2 S recall 0.12 (beat only) vs 0.74
 (``rr``), V recall 0.89 vs 0.87; ``report/rr_study/analysis.md`` has the table and caveats.
@@ -16,7 +16,7 @@ Those runs kept the epoch of best validation macro recall; the best epoch is now
 validation macro F2 over N/S/V/F (recall first, precision not ignored: macro recall alone
 kept models that called one normal beat in four abnormal on DS2).
 Add ``--config.data.cv_folds=4`` to score the recipe by 4-fold cross-validation over the DS1
-records instead of one validation split (``ecgjax/folds.py``; the test file is not used).
+records instead of one validation split (``ecgjax/data/folds.py``; the test file is not used).
 """
 
 import ml_collections

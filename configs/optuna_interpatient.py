@@ -5,7 +5,7 @@
     uv run scripts/tune.py --config configs/optuna_interpatient.py:full --hypothesis "..."   # one GPU
 
 Honest selection for new patients: every trial trains one ensemble per fold of whole DS1
-records (``data.cv_folds = 4``, ``ecgjax/folds.py``), epoch by epoch, and reports the mean over
+records (``data.cv_folds = 4``, ``ecgjax/data/folds.py``), epoch by epoch, and reports the mean over
 the folds; ASHA stops poor settings on that mean. DS2 (``data.test_file``) is loaded but never
 evaluated by a trial, so nothing here is chosen by looking at it; evaluate it once, for the
 final recipe, after writing the hypothesis in the journal.
@@ -16,7 +16,7 @@ search covers optimisation (learning rate, weight decay, dropout, width), imbala
 patient-adaptive inputs: extra channels (the record's template, beat minus template, the
 neighbouring beats, the second lead), a record-wide or causal template, causal RR features.
 
-Objective: validation macro F2 over N/S/V/F (``ecgjax.metrics.objectives``; Q, 8 beats in
+Objective: validation macro F2 over N/S/V/F (``ecgjax.scoring.metrics.objectives``; Q, 8 beats in
 DS1, is left out), fold mean, in both ``tune.metric`` and ``train.select_metric``. F2 weighs
 recall four times precision, so a missed S beat costs more than a false alarm, but a model
 that calls one normal beat in four abnormal (N recall 0.755 on DS2 with macro-recall

@@ -32,11 +32,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.split_seed = 42
     c.data.val_split = "stratified"  # stratified | record (patients never shared)
     # 0 = the one validation split above; k >= 2 = leave-records-out k-fold cross-validation
-    # of the training file (ecgjax.folds): score = mean over folds; test never used for it.
+    # of the training file (ecgjax.data.folds): score = mean over folds; test never used for it.
     c.data.cv_folds = 0
     c.data.max_train = 0  # 0 = use all; >0 subsamples (stratified) for smoke runs
     c.data.max_eval = 0  # same for validation/test
-    # Model input channels (ecgjax.inputs), comma-separated: beat | template | beat_minus_template
+    # Model input channels (ecgjax.data.inputs), comma-separated: beat | template | beat_minus_template
     # | prev | next | lead2. Patient-adaptive inputs for new patients; "beat" is the reference.
     c.data.channels = "beat"
     c.data.template = "record"  # record: the record's median beat | causal: median of past beats
@@ -54,7 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.kernel_size = 5
     c.model.se_ratio = 4
     c.model.rr_context = False  # fuse R-R (rhythm) features; needs record/sample columns
-    c.model.rr_width = 32  # rhythm branch width (models.common.ContextFusion)
+    c.model.rr_width = 32  # rhythm branch width (models.classifier.ContextFusion)
     c.model.rr_beat_dropout = 0.0  # modality dropout of the beat embedding, rr_context only
 
     c.loss = ml_collections.ConfigDict()

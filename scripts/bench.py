@@ -13,8 +13,10 @@ from pathlib import Path
 from absl import app, flags
 from rich.console import Console
 
-from ecgjax import bench, bench_report, paths
-from ecgjax.strategy import write_cache
+from ecgjax import paths
+from ecgjax.bench import measure as bench
+from ecgjax.bench import report as bench_report
+from ecgjax.training.strategy import write_cache
 
 _MODELS = flags.DEFINE_list("models", list(bench.REFERENCE_CONFIGS), "Model names or config paths.")
 _SEEDS = flags.DEFINE_list("seeds", None, "Seed counts (default 1,2,4,8; quick 1,8).")
@@ -36,7 +38,7 @@ def main(argv: list[str]) -> None:
     del argv
     # Wide table even in a log file; the engine's per-ensemble strategy line is noise here.
     console = Console(width=None if Console().is_terminal else 150)
-    logging.getLogger("ecgjax.engine").setLevel(logging.WARNING)
+    logging.getLogger("ecgjax.training.engine").setLevel(logging.WARNING)
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)
     options = bench.Options.quick() if _QUICK.value else bench.Options()
     changes: dict = {"models": tuple(_MODELS.value), "batch": _BATCH.value}

@@ -19,10 +19,10 @@ from absl import logging as absl_logging
 from rich.console import Console
 from rich.table import Table
 
-from ecgjax import compare
-from ecgjax.checkpoint import CheckpointError
 from ecgjax.data import DataError
+from ecgjax.evaluation import compare
 from ecgjax.runtime import configure_jax
+from ecgjax.training.checkpoint import CheckpointError
 
 _DATA = flags.DEFINE_string("data", None, "Parquet test file; default: the first run's test split.")
 _METRIC = flags.DEFINE_string(

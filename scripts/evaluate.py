@@ -21,13 +21,13 @@ from absl import logging as absl_logging
 from rich.console import Console
 from rich.table import Table
 
-from ecgjax import evaluate
-from ecgjax import patients as patients_lib
-from ecgjax.aami_tables import gross_rows
-from ecgjax.aami_tables import title as aami_title
-from ecgjax.checkpoint import CheckpointError
 from ecgjax.data import DataError
+from ecgjax.evaluation import evaluate
+from ecgjax.evaluation import patients as patients_lib
 from ecgjax.runtime import configure_jax
+from ecgjax.scoring.aami_tables import gross_rows
+from ecgjax.scoring.aami_tables import title as aami_title
+from ecgjax.training.checkpoint import CheckpointError
 
 _RUN_ID = flags.DEFINE_string("run_id", None, "MLflow run id instead of a checkpoint folder.")
 _DATA = flags.DEFINE_string("data", None, "Parquet test file; default: the config's test split.")

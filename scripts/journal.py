@@ -11,7 +11,7 @@ import sys
 
 from absl import app
 
-from ecgjax import journal
+from ecgjax.tuning import journal
 
 USAGE = 'usage: journal.py add "text" | reflect <sweep_id> "text" | show [sweep_id]'
 

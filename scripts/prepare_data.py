@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from ecgjax import paths
-from ecgjax.prepare import PrepareError, prepare
-from ecgjax.prepare_db import prepare_database
+from ecgjax.data.prepare import PrepareError, prepare
+from ecgjax.data.prepare_db import prepare_database
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,10 @@ import logging
 from absl import app, flags
 from absl import logging as absl_logging
 
-from ecgjax import report
-from ecgjax.checkpoint import CheckpointError
 from ecgjax.data import DataError
+from ecgjax.reporting import report
 from ecgjax.runtime import configure_jax
+from ecgjax.training.checkpoint import CheckpointError
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep id (the MLflow parent run's ecgjax.sweep_id).")
 _REPO = flags.DEFINE_string("repo_url", None, "Repository URL (default: git remote origin).")

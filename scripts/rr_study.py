@@ -13,8 +13,8 @@ import ast
 from pathlib import Path
 
 from ecgjax import paths
-from ecgjax.rr_study import PROTOCOLS
 from ecgjax.runtime import configure_jax
+from ecgjax.studies.rr_study import PROTOCOLS
 
 
 def _value(text: str) -> object:
@@ -57,11 +57,11 @@ def main() -> None:
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     configure_jax()
     if args.stage in ("train", "all"):
-        from ecgjax.rr_study import train_arms
+        from ecgjax.studies.rr_study import train_arms
 
         protocols = {p: PROTOCOLS[p] for p in (args.protocol or PROTOCOLS)}
         if args.journal:
-            from ecgjax import journal
+            from ecgjax.tuning import journal
 
             journal.add_hypothesis(
                 "rr_study",
@@ -72,7 +72,7 @@ def main() -> None:
 
         train_arms(args.out, seeds=args.seeds, overrides=overrides, protocols=protocols)
     if args.stage in ("analyse", "all"):
-        from ecgjax.rr_analysis import analyse
+        from ecgjax.studies.rr_analysis import analyse
 
         analyse(args.out, n_boot=args.bootstrap, journal_entry=args.journal, tracking=True)
 

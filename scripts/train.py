@@ -12,9 +12,9 @@ file is not evaluated unless ``--refit`` asks for a final ordinary run after the
 from absl import app, flags
 from ml_collections import config_flags
 
-from ecgjax.crossval import train_cv
-from ecgjax.experiment import train_run
 from ecgjax.runtime import configure_jax
+from ecgjax.training.crossval import train_cv
+from ecgjax.training.experiment import train_run
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (path[:arg]).", lock_config=True

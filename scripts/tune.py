@@ -15,7 +15,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from ecgjax import journal, sweep
+from ecgjax.tuning import journal, sweep
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Sweep config file (path[:arg]).", lock_config=True

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ecgjax import data as data_lib
-from ecgjax.synthetic import make_records
+from ecgjax.data.synthetic import make_records
 
 
 def write_synthetic_split(

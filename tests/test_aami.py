@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, multilabel_confusion_matrix
 
-from ecgjax import aami, aami_tables
+from ecgjax.scoring import aami, aami_tables
 
 NAMES = ["N", "S", "V", "F", "Q"]
 

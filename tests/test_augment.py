@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ecgjax.augment import augment_batch, roll_each, support_mask
 from ecgjax.config import base_config
-from ecgjax.synthetic import make_beats
+from ecgjax.data.augment import augment_batch, roll_each, support_mask
+from ecgjax.data.synthetic import make_beats
 
 
 def beats(n: int = 16) -> jnp.ndarray:

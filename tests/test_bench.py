@@ -10,11 +10,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from ecgjax import bench, bench_report, strategy
 from ecgjax import data as data_lib
+from ecgjax.bench import measure as bench
+from ecgjax.bench import report as bench_report
 from ecgjax.config import base_config
-from ecgjax.engine import Ensemble
-from ecgjax.synthetic import make_beats
+from ecgjax.data.synthetic import make_beats
+from ecgjax.training import strategy
+from ecgjax.training.engine import Ensemble
 
 
 def small_config(name: str = "cnn2d") -> ml_collections.ConfigDict:

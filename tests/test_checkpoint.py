@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ecgjax.checkpoint import write_json_atomic
+from ecgjax.training.checkpoint import write_json_atomic
 
 
 def test_json_results_are_readable_by_others(tmp_path: Path) -> None:

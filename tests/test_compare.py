@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from conftest import write_synthetic_split
 
-from ecgjax import compare, paths
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
-from ecgjax import metrics as metrics_lib
-from ecgjax.run import run_training
+from ecgjax import paths
+from ecgjax.evaluation import compare
+from ecgjax.scoring import metrics as metrics_lib
+from ecgjax.training.run import run_training
 
 NAMES = ["N", "S", "V", "F", "Q"]
 

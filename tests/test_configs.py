@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from ecgjax import paths
 from ecgjax.config import load_config_file
-from ecgjax.experiment import train_run
+from ecgjax.training.experiment import train_run
 
 CONFIGS = sorted(p.name for p in (paths.PROJECT_ROOT / "configs").glob("*.py"))
 TRAIN_CONFIGS = [

@@ -13,8 +13,8 @@ import pytest
 from ecgjax import data as D
 from ecgjax.config import base_config
 from ecgjax.data import BeatData, DataError, load_parquet, write_parquet
-from ecgjax.rr import RR_FEATURES
-from ecgjax.synthetic import make_beats, make_records
+from ecgjax.data.rr import RR_FEATURES, rr_features
+from ecgjax.data.synthetic import make_beats, make_records
 
 
 def _seed_frame(n: int = 50, num_classes: int = 5, names=None) -> pd.DataFrame:
@@ -239,7 +239,7 @@ def test_load_splits_carves_validation_and_subsamples(tmp_path, monkeypatch):
     c = _config()
     s = D.load_splits(c)
     assert len(s.train) + len(s.val) == 240 and len(s.test) == 60
-    full = BeatData(x, y, 5, "mem", record, sample, context=D.rr_features(record, sample))
+    full = BeatData(x, y, 5, "mem", record, sample, context=rr_features(record, sample))
     assert s.test.context is not None and full.context is not None
     np.testing.assert_allclose(s.test.context, full.context[te])  # whole-record RR
     c.data.val_split, c.data.max_train, c.data.max_eval = "record", 50, 20
@@ -263,7 +263,7 @@ def test_ensure_data_lists_options_when_nothing_is_possible(tmp_path, monkeypatc
 
 
 def test_ensure_data_prepares_from_records_dir(tmp_path, monkeypatch):
-    import ecgjax.prepare
+    import ecgjax.data.prepare
 
     monkeypatch.setenv("ECGJAX_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("ECGJAX_MITDB_DIR", str(tmp_path / "records"))
@@ -274,7 +274,7 @@ def test_ensure_data_prepares_from_records_dir(tmp_path, monkeypatch):
         for name in ("tr.parq", "te.parq"):
             _write(out_dir, _seed_frame(), name)
 
-    monkeypatch.setattr(ecgjax.prepare, "prepare", fake_prepare)
+    monkeypatch.setattr(ecgjax.data.prepare, "prepare", fake_prepare)
     D.ensure_data(_config())
     assert calls == [(tmp_path / "records", tmp_path)]
     D.ensure_data(_config())  # files exist now: nothing more to do

@@ -18,11 +18,12 @@ from conftest import write_synthetic_split
 
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
-from ecgjax import evaluate, paths
-from ecgjax import patients as patients_lib
-from ecgjax.checkpoint import CheckpointError
-from ecgjax.run import RunResult, run_training
+from ecgjax import paths
+from ecgjax.evaluation import evaluate
+from ecgjax.evaluation import patients as patients_lib
 from ecgjax.tracking import Tracker
+from ecgjax.training.checkpoint import CheckpointError
+from ecgjax.training.run import RunResult, run_training
 
 
 def tiny_config() -> ml_collections.ConfigDict:

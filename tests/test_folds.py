@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ecgjax import checkpoint as ckpt
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
-from ecgjax import folds, paths
-from ecgjax.crossval import train_cv
-from ecgjax.experiment import train_run
+from ecgjax import paths
+from ecgjax.data import folds
+from ecgjax.training import checkpoint as ckpt
+from ecgjax.training.crossval import train_cv
+from ecgjax.training.experiment import train_run
 
 
 def records(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Patient-adaptive input channels (ecgjax.inputs) and causal RR features."""
+"""Patient-adaptive input channels (ecgjax.data.inputs) and causal RR features."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from ecgjax import data as data_lib
-from ecgjax import inputs
 from ecgjax.config import base_config
+from ecgjax.data import inputs
+from ecgjax.data.rr import rr_features
 from ecgjax.models import create_model
-from ecgjax.rr import rr_features
 
 
 def _cfg(channels: str, template: str = "record", k: int = 3, causal: bool = False):
@@ -139,8 +139,9 @@ def test_every_model_takes_several_channels(name: str) -> None:
 def test_a_channel_model_trains_and_reloads_for_evaluation(project) -> None:
     """Train with template + neighbour channels and causal RR, then evaluate the checkpoint on
     another file: the restored ensemble rebuilds the same channels and gives the same numbers."""
-    from ecgjax import evaluate, paths
-    from ecgjax.run import run_training
+    from ecgjax import paths
+    from ecgjax.evaluation import evaluate
+    from ecgjax.training.run import run_training
 
     c = base_config()
     c.data.train_file, c.data.test_file = "mitbih_ds1.parq", "mitbih_ds2.parq"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ecgjax import journal, paths
+from ecgjax import paths
+from ecgjax.tuning import journal
 
 
 class FakeTTY(io.StringIO):

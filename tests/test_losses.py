@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from ecgjax.config import base_config
-from ecgjax.losses import make_loss
+from ecgjax.training.losses import make_loss
 
 C = 5
 

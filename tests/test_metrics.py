@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from ecgjax.metrics import (
+from ecgjax.scoring.metrics import (
     RECALL_FLOOR_N,
     RECALL_FLOOR_PENALTY,
     classification_metrics,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import wfdb
 
-from ecgjax import mitbih
+from ecgjax.data import mitbih
 
 RATE = 360
 

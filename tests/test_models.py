@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from ecgjax.config import base_config
-from ecgjax.models import create_model, model_names
-from ecgjax.models.common import ContextFusion
+from ecgjax.models import MODELS, Classifier, Encoder, create_model, model_names
+from ecgjax.models.classifier import ContextFusion
 
 NUM_CLASSES = 5
 BATCH = 3
@@ -174,3 +176,34 @@ def test_bad_rhythm_branch_settings_raise():
         create_model(model_cfg("resnet1d", rr_beat_dropout=1.0), NUM_CLASSES)
     with pytest.raises(ValueError, match=r"model\.rr_width"):
         create_model(model_cfg("gru", rr_width=0), NUM_CLASSES)
+
+
+def test_encoders_leave_fusion_and_head_to_the_classifier():
+    head_fields = {f.name for f in dataclasses.fields(Classifier)} - {"parent", "name", "encoder"}
+    assert {"dropout", "num_classes", "rr_context", "rr_width", "rr_beat_dropout"} <= head_fields
+    head_fields -= {"dropout"}  # GRU and Transformer also use it inside the encoder
+    for name, encoder in MODELS.items():
+        assert issubclass(encoder, Encoder), name
+        assert not head_fields & {f.name for f in dataclasses.fields(encoder)}, name
+        assert "__call__" in vars(encoder), f"{name} must define its own embedding"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [  # the names checkpoints written before the classifier split hold
+        ("cnn2d", {"ConvBlock_0", "ConvBlock_1", "ContextFusion_0", "Dense_0", "Dense_1"}),
+        (
+            "kachuee",
+            {*(f"Conv_{i}" for i in range(11)), "ContextFusion_0", "Dense_0", "Dense_1", "Dense_2"},
+        ),
+        ("transformer", {"Conv_0", "EncoderBlock_0", "ContextFusion_0", "Dense_0"}),
+        ("gru", {"Conv_0", "Conv_1", "GRUCell_0", "GRUCell_1", "ContextFusion_0", "Dense_0"}),
+    ],
+)
+def test_parameter_tree_is_flat_and_named_as_before(name, expected):
+    model = create_model(tiny(name, norm="none", rr_context=True), NUM_CLASSES)
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((2, 192, 1)), jnp.ones((2, 3)), train=False)
+    )
+    assert set(shapes["params"]) == expected
+    assert set(shapes["params"]["ContextFusion_0"]) == {"context_proj", "context_hidden"}

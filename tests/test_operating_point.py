@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from ecgjax import operating_point as op
+from ecgjax.scoring import operating_point as op
 
 
 def noisy_probs(

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import wfdb
 
-import ecgjax.prepare as P
-import ecgjax.prepare_store as S
+import ecgjax.data.prepare as P
+import ecgjax.data.prepare_store as S
 from ecgjax.data import load_parquet
-from ecgjax.prepare import PrepareError, prepare
+from ecgjax.data.prepare import PrepareError, prepare
 
 RATE = 360
 

@@ -26,10 +26,11 @@ from scipy import signal as sps
 
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
-from ecgjax import mitbih, paths
-from ecgjax.prepare import PrepareError
-from ecgjax.prepare_db import prepare_database
-from ecgjax.run import run_training
+from ecgjax import paths
+from ecgjax.data import mitbih
+from ecgjax.data.prepare import PrepareError
+from ecgjax.data.prepare_db import prepare_database
+from ecgjax.training.run import run_training
 
 RECORDS = ("100", "119", "208")  # N with some S; V bigeminy; V and F
 SECONDS = 300  # a 5-minute excerpt of each (30 windows of 10 s)

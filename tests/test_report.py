@@ -14,9 +14,11 @@ from conftest import write_synthetic_split
 
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
-from ecgjax import journal, paths, report
-from ecgjax.run import run_training
+from ecgjax import paths
+from ecgjax.reporting import report
 from ecgjax.tracking import Tracker
+from ecgjax.training.run import run_training
+from ecgjax.tuning import journal
 
 SWEEP = "sweep_test"
 
@@ -128,8 +130,8 @@ def pdf_text(path: Path) -> str:
     """Text of an fpdf2 PDF with core fonts: the strings of every text object, per object."""
     out = []
     for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", path.read_bytes(), re.S):
-        try:
-            content = zlib.decompress(raw)
+        try:  # a decompressor object: the regex may eat a final b"\r" of the data
+            content = zlib.decompressobj().decompress(raw)
         except zlib.error:
             content = raw
         for block in re.findall(rb"BT(.*?)ET", content, re.S):
@@ -216,7 +218,7 @@ def test_repo_url_without_remote(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 
 def test_evaluating_a_sweeps_best_copy_logs_to_the_trials_run(store: Tracker) -> None:
-    from ecgjax import evaluate
+    from ecgjax.evaluation import evaluate
 
     trial_dir = paths.checkpoints_dir() / SWEEP / "t_real"
     best_dir = paths.checkpoints_dir() / SWEEP / "best"

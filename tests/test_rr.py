@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ecgjax.data import BeatData, load_parquet, write_parquet
-from ecgjax.rr import RR_FEATURES, rr_features
-from ecgjax.synthetic import make_beats, make_records
+from ecgjax.data.rr import RR_FEATURES, rr_features
+from ecgjax.data.synthetic import make_beats, make_records
 
 # fs = 100 Hz so samples / 100 are seconds: intervals 1.0, 1.0, 0.6 (premature), 1.4 (pause).
 SAMPLES = np.array([0, 100, 200, 260, 400])

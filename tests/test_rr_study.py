@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from ecgjax import journal, paths
-from ecgjax.rr_analysis import analyse
-from ecgjax.rr_study import EXPERIMENT, train_arms
+from ecgjax import paths
+from ecgjax.studies.rr_analysis import analyse
+from ecgjax.studies.rr_study import EXPERIMENT, train_arms
+from ecgjax.tuning import journal
 
 
 def test_study_trains_both_arms_keeps_other_protocols_and_analyses(project: Path) -> None:

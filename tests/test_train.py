@@ -10,13 +10,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from ecgjax import checkpoint as ckpt
 from ecgjax import data as data_lib
 from ecgjax.config import base_config
-from ecgjax.engine import Ensemble, NonFiniteLossError
-from ecgjax.run import run_training
-from ecgjax.strategy import DISPATCHES, STRATEGIES
-from ecgjax.synthetic import make_beats
+from ecgjax.data.synthetic import make_beats
+from ecgjax.training import checkpoint as ckpt
+from ecgjax.training.engine import Ensemble, NonFiniteLossError
+from ecgjax.training.run import run_training
+from ecgjax.training.strategy import DISPATCHES, STRATEGIES
 
 
 def small_config(**model: object) -> ml_collections.ConfigDict:

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from ray import tune
 
-from ecgjax import checkpoint as ckpt
 from ecgjax import config as config_lib
-from ecgjax import journal, paths, sweep
-from ecgjax import tune as tune_lib
-from ecgjax.engine import Ensemble
+from ecgjax import paths
 from ecgjax.tracking import Tracker
+from ecgjax.training import checkpoint as ckpt
+from ecgjax.training.engine import Ensemble
+from ecgjax.tuning import journal, sweep
+from ecgjax.tuning import trainable as tune_lib
 
 SWEEPS = [
     "asha_cnn",

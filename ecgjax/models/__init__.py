@@ -1,25 +1,25 @@
-"""Model registry: every model is a Flax module built from the ``model`` config section.
+"""Model registry: every model is one :class:`Classifier` around a named beat encoder.
 
+``model.name`` picks the encoder (one file each: it maps the input to an embedding); the
+classifier (:mod:`ecgjax.models.classifier`) adds rhythm fusion, dropout and the dense head.
 All models share one call signature so training, evaluation and tuning never special-case
 a model::
 
     logits = model.apply(variables, x, context, train=False)
 
-with ``x`` the beat zero-padded to 192 samples, shape ``(batch, 192, 1)``, ``context`` the
-optional per-beat features (used only when ``model.rr_context`` is True) and logits of shape
-``(batch, num_classes)``. Dropout draws from the ``dropout`` rng collection; batch norm keeps
-its running statistics in ``batch_stats``.
+with ``x`` the model input zero-padded to 192 samples, shape ``(batch, 192, C)``,
+``context`` the optional per-beat features (used only when ``model.rr_context`` is True) and
+logits of shape ``(batch, num_classes)``. Dropout draws from the ``dropout`` rng collection;
+batch norm keeps its running statistics in ``batch_stats``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
 import ml_collections
 
+from ecgjax.models.classifier import Classifier, Encoder
 from ecgjax.models.cnn2d import CNN2D
-from ecgjax.models.common import config_fields
 from ecgjax.models.gru import GRU
 from ecgjax.models.inception import Inception
 from ecgjax.models.kachuee import Kachuee
@@ -28,7 +28,7 @@ from ecgjax.models.transformer import Transformer
 
 INPUT_LEN = 192
 
-MODELS: dict[str, Any] = {  # module classes; from_config where a model validates more
+MODELS: dict[str, type[Encoder]] = {  # model.name -> its beat encoder
     "cnn2d": CNN2D,
     "transformer": Transformer,
     "kachuee": Kachuee,
@@ -58,10 +58,8 @@ def create_model(model_cfg: ml_collections.ConfigDict, num_classes: int) -> nn.M
         raise ValueError(f"unknown model.name {name!r}; choose one of {model_names()}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    cls = MODELS[name]
-    if hasattr(cls, "from_config"):  # models with checks of their own (heads, pool, se_ratio)
-        return cls.from_config(model_cfg, num_classes)
-    return cls(**config_fields(cls, model_cfg, num_classes))
+    encoder = MODELS[name].from_config(model_cfg)
+    return Classifier.from_config(encoder, model_cfg, num_classes)
 
 
-__all__ = ["INPUT_LEN", "MODELS", "create_model", "model_names"]
+__all__ = ["INPUT_LEN", "MODELS", "Classifier", "Encoder", "create_model", "model_names"]

@@ -7,49 +7,38 @@ turn the beat into 48 local-shape tokens; the recurrence then only models their 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import cast
 
 import flax.linen as nn
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import fuse_rhythm, make_norm
+from ecgjax.models.classifier import Encoder
+from ecgjax.models.common import make_norm
 
 
-class GRU(nn.Module):
-    """Conv stem (/4 in time), ``num_blocks`` GRU layers, [mean, last] -> Dense.
+@dataclasses.dataclass(frozen=True)
+class GRU(Encoder):
+    """Conv stem (/4 in time), ``num_blocks`` GRU layers, [mean, last] as the embedding.
 
     Attributes:
-        num_classes: output size.
         hidden: conv channels and GRU state size (per direction).
         num_blocks: stacked GRU layers.
         kernel_size: stem conv kernel width.
-        dropout: rate between GRU layers and before the head.
+        dropout: rate between GRU layers (the classifier applies it before the head too).
         norm: ``none`` | ``batch`` | ``layer`` in the conv stem.
         bidirectional: also read the beat backwards (the padded tail comes first then).
-        rr_context: fuse ``context`` after pooling.
-        rr_width, rr_beat_dropout: the rhythm branch (see ``ContextFusion``).
     """
 
-    num_classes: int
     hidden: int = 32
     num_blocks: int = 1
     kernel_size: int = 5
     dropout: float = 0.0
     norm: str = "none"
     bidirectional: bool = True
-    rr_context: bool = False
-    rr_width: int = 32
-    rr_beat_dropout: float = 0.0
 
-    @nn.compact
-    def __call__(
-        self,
-        x: Float[Array, "batch 192 1"],
-        context: Float[Array, "batch f"] | None = None,
-        *,
-        train: bool,
-    ) -> Float[Array, "batch classes"]:
+    def __call__(self, x: Float[Array, "batch 192 c"], *, train: bool) -> Float[Array, "batch d"]:
         h = x
         for _ in range(2):
             h = nn.Conv(self.hidden, (self.kernel_size,), strides=(2,), padding="SAME")(h)
@@ -64,7 +53,4 @@ class GRU(nn.Module):
                 h = cast(Array, forward(h))  # without return_carry an RNN returns the outputs
         # The forward direction's last state has read the whole beat; the mean keeps every
         # step's evidence (the last state alone has just read the zero-padded tail).
-        h = jnp.concatenate([h.mean(axis=1), h[:, -1]], axis=-1)
-        h = fuse_rhythm(self, h, context, train=train)
-        h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        return nn.Dense(self.num_classes)(h)
+        return jnp.concatenate([h.mean(axis=1), h[:, -1]], axis=-1)

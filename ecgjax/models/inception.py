@@ -16,12 +16,15 @@ Why it should help on heartbeats:
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import fuse_rhythm, make_norm
+from ecgjax.models.classifier import Encoder
+from ecgjax.models.common import make_norm
 
 
 class InceptionModule(nn.Module):
@@ -54,45 +57,27 @@ class AttentionPool(nn.Module):
         return jnp.einsum("bt,btc->bc", weight, x)
 
 
-class Inception(nn.Module):
-    """``num_blocks`` residual inception stages (each halves time), attention pool, Dense.
+@dataclasses.dataclass(frozen=True)
+class Inception(Encoder):
+    """``num_blocks`` residual inception stages (each halves time), attention pool.
 
     Attributes:
-        num_classes: output size.
         hidden: channels per stage (split evenly over the four branches).
         num_blocks: inception stages; each is followed by a stride-2 max-pool.
         kernel_sizes: the parallel branch kernels.
-        dropout: rate before the head.
         norm: ``none`` | ``batch`` | ``layer`` after each module.
-        rr_context: fuse ``context`` after pooling.
-        rr_width, rr_beat_dropout: the rhythm branch (see ``ContextFusion``).
     """
 
-    num_classes: int
     hidden: int = 32
     num_blocks: int = 3
     kernel_sizes: tuple[int, ...] = (3, 9, 19)
-    dropout: float = 0.0
     norm: str = "batch"
-    rr_context: bool = False
-    rr_width: int = 32
-    rr_beat_dropout: float = 0.0
 
-    @nn.compact
-    def __call__(
-        self,
-        x: Float[Array, "batch 192 1"],
-        context: Float[Array, "batch f"] | None = None,
-        *,
-        train: bool,
-    ) -> Float[Array, "batch classes"]:
+    def __call__(self, x: Float[Array, "batch 192 c"], *, train: bool) -> Float[Array, "batch d"]:
         h = x
         for _ in range(self.num_blocks):
             y = InceptionModule(self.hidden, self.kernel_sizes, self.norm)(h, train=train)
             if h.shape[-1] != y.shape[-1]:
                 h = nn.Conv(y.shape[-1], (1,), use_bias=False)(h)
             h = nn.max_pool(nn.relu(h + y), (2,), strides=(2,))
-        h = AttentionPool(max(self.hidden // 2, 4))(h)
-        h = fuse_rhythm(self, h, context, train=train)
-        h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        return nn.Dense(self.num_classes)(h)
+        return AttentionPool(max(self.hidden // 2, 4))(h)

@@ -12,11 +12,13 @@ second stage on (so three stages see 96, 48 and 24 time steps).
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
-import ml_collections
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import config_fields, fuse_rhythm, make_norm
+from ecgjax.models.classifier import Encoder
+from ecgjax.models.common import make_norm
 
 
 class SqueezeExcite(nn.Module):
@@ -55,46 +57,30 @@ class ResBlock(nn.Module):
         return nn.relu(x + y)
 
 
-class ResNet1D(nn.Module):
-    """Stride-2 stem, ``num_blocks`` residual SE stages, global average pool, Dense.
+@dataclasses.dataclass(frozen=True)
+class ResNet1D(Encoder):
+    """Stride-2 stem, ``num_blocks`` residual SE stages, global average pool.
 
     Attributes:
-        num_classes: output size.
         hidden: stem width (stages widen to at most 4x).
         num_blocks: residual stages.
         kernel_size: conv kernel width.
         se_ratio: squeeze-and-excitation reduction (0 = no SE).
-        dropout: rate before the dense head.
         norm: ``none`` | ``batch`` | ``layer``.
-        rr_context: fuse ``context`` after pooling.
-        rr_width, rr_beat_dropout: the rhythm branch (see ``ContextFusion``).
     """
 
-    num_classes: int
     hidden: int = 32
     num_blocks: int = 3
     kernel_size: int = 5
     se_ratio: int = 4
-    dropout: float = 0.0
     norm: str = "batch"
-    rr_context: bool = False
-    rr_width: int = 32
-    rr_beat_dropout: float = 0.0
 
-    @classmethod
-    def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> ResNet1D:
-        if cfg.se_ratio < 0:
-            raise ValueError(f"model.se_ratio must be >= 0 (0 = off), got {cfg.se_ratio}")
-        return cls(**config_fields(cls, cfg, num_classes))
+    def check(self) -> None:
+        if self.se_ratio < 0:
+            raise ValueError(f"model.se_ratio must be >= 0 (0 = off), got {self.se_ratio}")
+        super().check()
 
-    @nn.compact
-    def __call__(
-        self,
-        x: Float[Array, "batch 192 1"],
-        context: Float[Array, "batch f"] | None = None,
-        *,
-        train: bool,
-    ) -> Float[Array, "batch classes"]:
+    def __call__(self, x: Float[Array, "batch 192 c"], *, train: bool) -> Float[Array, "batch d"]:
         # Convs followed by a norm need no bias (the norm's shift replaces it).
         bias = self.norm == "none"
         h = nn.Conv(self.hidden, (7,), strides=(2,), padding="SAME", use_bias=bias)(x)
@@ -107,7 +93,4 @@ class ResNet1D(nn.Module):
                 norm=self.norm,
                 se_ratio=self.se_ratio,
             )(h, train=train)
-        h = h.mean(axis=1)
-        h = fuse_rhythm(self, h, context, train=train)
-        h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        return nn.Dense(self.num_classes)(h)
+        return h.mean(axis=1)

@@ -8,13 +8,15 @@ are 1,845 / 13,221 / 76,229 for (16, 4 heads, 1 block) / (32, 4, 2) / (64, 8, 3)
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import flax.linen as nn
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from jaxtyping import Array, Float
 
-from ecgjax.models.common import config_fields, fuse_rhythm
+from ecgjax.models.classifier import Encoder
 
 
 def check_heads(hidden: int, num_heads: int) -> None:
@@ -52,47 +54,35 @@ class EncoderBlock(nn.Module):
         return nn.LayerNorm(epsilon=1e-5)(x + f)
 
 
-class Transformer(nn.Module):
-    """Conv stem, positional encoding, ``num_blocks`` encoder blocks, mean pool, Dense.
+@dataclasses.dataclass(frozen=True)
+class Transformer(Encoder):
+    """Conv stem, positional encoding, ``num_blocks`` encoder blocks, mean pool.
+
+    The reference applies its dropout here, not in the head (``head_dropout = False``).
 
     Attributes:
-        num_classes: output size.
         hidden: token width.
         num_heads: attention heads (must divide ``hidden``).
         num_blocks: encoder blocks.
         dropout: rate after adding the positional encoding (as in the reference).
-        rr_context: fuse ``context`` after pooling.
-        rr_width, rr_beat_dropout: the rhythm branch (see ``ContextFusion``).
     """
 
-    num_classes: int
     hidden: int = 16
     num_heads: int = 4
     num_blocks: int = 1
     dropout: float = 0.0
-    rr_context: bool = False
-    rr_width: int = 32
-    rr_beat_dropout: float = 0.0
 
-    @classmethod
-    def from_config(cls, cfg: ml_collections.ConfigDict, num_classes: int) -> Transformer:
-        check_heads(cfg.hidden, cfg.num_heads)
-        return cls(**config_fields(cls, cfg, num_classes))
+    head_dropout: ClassVar[bool] = False
 
-    @nn.compact
-    def __call__(
-        self,
-        x: Float[Array, "batch 192 1"],
-        context: Float[Array, "batch f"] | None = None,
-        *,
-        train: bool,
-    ) -> Float[Array, "batch classes"]:
+    def check(self) -> None:
+        check_heads(self.hidden, self.num_heads)
+        super().check()
+
+    def __call__(self, x: Float[Array, "batch 192 c"], *, train: bool) -> Float[Array, "batch d"]:
         check_heads(self.hidden, self.num_heads)
         h = nn.Conv(self.hidden, (3,), strides=(2,), padding=((1, 1),))(x)
         h = h + jnp.asarray(sinusoidal_encoding(h.shape[1], self.hidden))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         for _ in range(self.num_blocks):
             h = EncoderBlock(self.hidden, self.num_heads)(h)
-        h = h.mean(axis=1)
-        h = fuse_rhythm(self, h, context, train=train)
-        return nn.Dense(self.num_classes)(h)
+        return h.mean(axis=1)

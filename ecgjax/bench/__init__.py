@@ -1,0 +1,1 @@
+"""Benchmarks: seed-ensemble training throughput per strategy, behind ``strategy=auto``."""

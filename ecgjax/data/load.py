@@ -1,0 +1,89 @@
+"""The configured data set as train, validation and test beats, prepared first if missing.
+
+This module sits above :mod:`ecgjax.data.prepare` (which writes files through
+:mod:`ecgjax.data.beats`), so preparing on demand needs no import cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from ecgjax import paths
+from ecgjax.data.attach import attach_inputs, joint_context
+from ecgjax.data.beats import BeatData, DataError, load_parquet
+from ecgjax.data.splits import record_split, stratified_split, stratified_subsample
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train, validation (carved from train) and test beats."""
+
+    train: BeatData
+    val: BeatData
+    test: BeatData
+
+
+def _resolve(name: str) -> Path:
+    p = Path(name)
+    return p if p.is_absolute() else paths.data_dir() / p
+
+
+def load_splits(config: ml_collections.ConfigDict) -> Splits:
+    """Load train/test from ``config.data``, carve validation from train, subsample if asked."""
+    d: Any = config.data  # ConfigDict attributes are untyped
+    ensure_data(config)
+    train = load_parquet(_resolve(d.train_file), d.num_classes)
+    test = load_parquet(_resolve(d.test_file), d.num_classes)
+    train, test = attach_inputs(*joint_context(train, test), d)
+    if d.val_split == "record":
+        if train.record is None:
+            raise DataError(f"{train.source}: val_split='record' needs a 'record' column")
+        tr, va = record_split(train.record, train.y, d.val_fraction, d.split_seed)
+    elif d.val_split == "stratified":
+        tr, va = stratified_split(train.y, d.val_fraction, d.split_seed)
+    else:
+        raise ValueError(f"data.val_split must be 'stratified' or 'record', got {d.val_split!r}")
+    train, val = train.subset(tr), train.subset(va)
+    if d.max_train > 0:
+        train = train.subset(stratified_subsample(train.y, d.max_train, d.split_seed))
+    if d.max_eval > 0:
+        val = val.subset(stratified_subsample(val.y, d.max_eval, d.split_seed))
+        test = test.subset(stratified_subsample(test.y, d.max_eval, d.split_seed))
+    return Splits(train, val, test)
+
+
+def ensure_data(config: ml_collections.ConfigDict) -> None:
+    """Make sure the configured files exist, preparing them from local records if possible.
+
+    Raises:
+        DataError: the files are missing and cannot be built here; lists the options.
+    """
+    d: Any = config.data  # ConfigDict attributes are untyped
+    files = [_resolve(d.train_file), _resolve(d.test_file)]
+    missing = [f for f in files if not f.is_file()]
+    if not missing:
+        return
+    source = paths.mitdb_dir()
+    if d.dataset in ("mitbih", "interpatient") and source is not None:
+        from ecgjax.data.prepare import prepare  # heavy (wfdb, scipy): only when files are missing
+
+        prepare(source, paths.data_dir())
+        missing = [f for f in files if not f.is_file()]
+        if not missing:
+            return
+        raise DataError(f"{missing[0]}: still missing after preparing from {source}")
+    options = [
+        f"copy the seed's parquet files ({', '.join(f.name for f in files)}) into {files[0].parent}"
+    ]
+    if d.dataset in ("mitbih", "interpatient"):
+        options += [
+            "point at local MIT-BIH records: set ECGJAX_MITDB_DIR=DIR, or run "
+            "`uv run scripts/prepare_data.py --source DIR`",
+            "when online, download them: `uv run scripts/prepare_data.py --download`",
+        ]
+    listing = "".join(f"\n  - {o}" for o in options)
+    raise DataError(f"{missing[0]}: data file not found (dataset {d.dataset!r}). Options:{listing}")

@@ -1,0 +1,1 @@
+"""Reporting: a sweep written up from the MLflow store as markdown and PDF."""

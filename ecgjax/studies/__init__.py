@@ -1,0 +1,1 @@
+"""Studies: experiments built from the layers below (the rhythm-context study, issue 7)."""

@@ -1,0 +1,183 @@
+"""``scripts/train.py`` with ``data.cv_folds >= 2``: one ensemble per fold, scored by the fold mean.
+
+Each fold is a normal run (:func:`ecgjax.training.experiment.train_run`) on that fold's records,
+checkpointed under ``checkpoints/<run>/fold<i>/`` and logged as a child of one MLflow parent
+run. The parent holds the fold-mean validation curves (``val/...`` per epoch, with
+``val/fold_std/...`` and ``val/fold_min/...``) and the score: ``cv/<metric>``, the mean over
+folds of each fold's best epoch, with ``cv/fold_std/`` and ``cv/fold_min/``. The test file is
+never evaluated here, so nothing chosen from these numbers has looked at it; ``refit`` then
+trains one ordinary run (the single validation split) and evaluates the test file once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+from rich.table import Table
+
+from ecgjax import config as config_lib
+from ecgjax import data as data_lib
+from ecgjax import paths
+from ecgjax.data import folds
+from ecgjax.tracking import Tracker
+from ecgjax.training.checkpoint import write_json_atomic
+from ecgjax.training.experiment import console, train_run
+from ecgjax.training.run import RunResult
+
+
+@dataclass
+class CVResult:
+    run_dir: Path
+    folds: list[RunResult]
+    score: dict[str, float]  # cv/<metric>, cv/fold_std/<metric>, cv/fold_min/<metric>
+    epoch_means: list[dict[str, float]]  # fold means per epoch (epochs every fold ran)
+    refit: RunResult | None = None
+
+
+def train_cv(
+    config: ml_collections.ConfigDict,
+    *,
+    run_name: str | None = None,
+    resume: bool = False,
+    experiment: str = "ecgjax-train",
+    progress: bool = True,
+    refit: bool = False,
+) -> CVResult:
+    """Cross-validate ``config`` over the records of its training file (``data.cv_folds`` folds).
+
+    Raises:
+        ValueError: ``data.cv_folds < 2``, or fewer records than folds.
+        DataError: the training file has no ``record`` column.
+    """
+    k = int(config.data.cv_folds)
+    if k < 2:
+        raise ValueError(f"data.cv_folds={k}: cross-validation needs 2 or more folds")
+    name = run_name or f"{config.name}-cv{k}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = paths.checkpoints_dir() / name
+    cv = folds.load_cv(config)
+    names = list(config.data.class_names)
+    console.print(
+        f"{k}-fold cross-validation over the {len(np.unique(np.asarray(cv.pool.record)))} records of "
+        f"{cv.pool.source}; the test file is not evaluated"
+        + (" until the refit" if refit else " (selection must not look at it)")
+    )
+    tracker = Tracker(experiment)
+    parent = tracker.find_run("ecgjax.run_dir", str(run_dir)) if resume else None
+    if parent is None:
+        tags = {"ecgjax.run_dir": str(run_dir), "ecgjax.kind": "cv", "ecgjax.cv_folds": k}
+        parent = tracker.start_run(name, tags=tags)
+    tracker.log_params(parent, config_lib.flatten(config))
+    status = "FAILED"
+    try:
+        fold_splits = [cv.splits(i, config) for i in range(k)]
+        results = [
+            train_run(
+                config,
+                run_name=f"{name}/fold{i}",
+                resume=resume,
+                experiment=experiment,
+                progress=progress,
+                run_dir=run_dir / f"fold{i}",
+                splits=splits,
+                tags={"ecgjax.kind": "cv_fold", "ecgjax.cv_fold": str(i)},
+                parent_run_id=parent,
+                evaluate_test=False,
+            )
+            for i, splits in enumerate(fold_splits)
+        ]
+        supports = [data_lib.class_counts(s.val.y, len(names)) for s in fold_splits]
+        spread = folds.headline_keys(config)
+        best = [next(h for h in r.history if h["epoch"] == r.best_epoch) for r in results]
+        summary = folds.summarize(best, supports, names, spread)
+        score = {
+            f"cv/{key.partition('/')[2]}": v for key, v in summary.items() if key[:4] == "val/"
+        }
+        epoch_means = []
+        for e in range(1, min(r.epochs_run for r in results) + 1):
+            rows = [r.history[e - 1] for r in results]
+            epoch_means.append({"epoch": e, **folds.summarize(rows, supports, names, spread)})
+            tracker.log_metrics(parent, epoch_means[-1], step=e)
+        tracker.log_metrics(parent, score, step=max(r.epochs_run for r in results))
+        status = "FINISHED"
+    finally:
+        tracker.end_run(parent, status=status)
+    out = CVResult(run_dir, results, score, epoch_means)
+    _write_summary(out, cv, config)
+    _print_table(config, out, fold_splits)
+    if refit:
+        single = config_lib.with_overrides(config, {"data.cv_folds": 0})
+        console.print("refit: one ordinary run (single validation split); the test file, once")
+        out.refit = train_run(
+            single,
+            run_name=f"{name}/refit",
+            resume=resume,
+            experiment=experiment,
+            progress=progress,
+            run_dir=run_dir / "refit",
+            tags={"ecgjax.cv_parent": name},
+        )
+    return out
+
+
+def _write_summary(
+    out: CVResult, cv: folds.CrossValidation, config: ml_collections.ConfigDict
+) -> None:
+    """``cv.json`` beside the fold folders: which records each fold validated, and the score."""
+    record = np.asarray(cv.pool.record).astype(str)
+    summary: dict[str, Any] = {
+        "cv_folds": int(config.data.cv_folds),
+        "split_seed": int(config.data.split_seed),
+        "train_file": cv.pool.source,
+        "select_metric": str(config.train.select_metric),
+        "folds": [
+            {
+                "val_records": sorted(set(record[va])),
+                "best_epoch": r.best_epoch,
+                "run_dir": str(r.run_dir),
+            }
+            for (_, va), r in zip(cv.folds, out.folds, strict=True)
+        ],
+        "score": out.score,
+    }
+    write_json_atomic(out.run_dir / "cv.json", summary)
+
+
+def _print_table(
+    config: ml_collections.ConfigDict, out: CVResult, fold_splits: list[data_lib.Splits]
+) -> None:
+    metric = str(config.train.select_metric)
+    names = list(config.data.class_names)
+    table = Table(
+        title=f"{len(out.folds)}-fold CV, validation (seed mean, each fold at its best epoch); "
+        "test not evaluated"
+    )
+    table.add_column("", no_wrap=True)
+    for col in ["records", "epoch", metric, *[f"recall {n}" for n in names]]:
+        table.add_column(col, justify="right")
+    keys = [metric, *[f"recall_{n}" for n in names]]
+    for i, (r, s) in enumerate(zip(out.folds, fold_splits, strict=True)):
+        h = next(h for h in r.history if h["epoch"] == r.best_epoch)
+        support = data_lib.class_counts(s.val.y, len(names))
+        cells = [f"{h[f'val/{metric}']:.4f}"]
+        cells += [f"{h[f'val/recall_{n}']:.4f}" if support[c] else "-" for c, n in enumerate(names)]
+        records = len(np.unique(np.asarray(s.val.record)))
+        table.add_row(f"fold {i}", str(records), str(r.best_epoch), *cells)
+    sc = out.score
+    table.add_row(
+        "mean±std", "", "", *[f"{sc[f'cv/{k}']:.3f}±{sc[f'cv/fold_std/{k}']:.3f}" for k in keys]
+    )
+    table.add_row("worst", "", "", *[f"{sc[f'cv/fold_min/{k}']:.4f}" for k in keys])
+    console.print(table)
+    if out.epoch_means:
+        key = f"val/{metric}"
+        top = max(out.epoch_means, key=lambda m: m[key])
+        console.print(
+            f"CV score {metric} = {sc[f'cv/{metric}']:.4f} ± {sc[f'cv/fold_std/{metric}']:.4f} "
+            f"(worst fold {sc[f'cv/fold_min/{metric}']:.4f}); the fold mean peaks at epoch "
+            f"{int(top['epoch'])} ({top[key]:.4f}). Folds: {out.run_dir}/fold<i>; summary cv.json"
+        )

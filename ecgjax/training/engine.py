@@ -1,0 +1,297 @@
+"""The epoch driver: one object that trains a whole seed ensemble with a chosen strategy.
+
+Strategies (same numbers, different speed; measured by scripts/bench.py, see
+:mod:`ecgjax.training.strategy` for what wins where):
+  * ``vmap``: one compiled step over a leading seed axis (vmapped conv kernels lower to
+    grouped convolutions).
+  * ``wide``: ``vmap`` with convolutions computed as im2col + matmul (:mod:`ecgjax.training.wide`),
+    so each layer of the ensemble is one batched matmul: seeds folded into one wide model.
+  * ``unrolled``: one program holding S independent single-seed steps (plain convs, one
+    dispatch per step for all seeds).
+  * ``loop``: a Python loop over seeds inside each step, re-using one single-seed program.
+  * ``sequential``: each seed runs its whole epoch in turn (separate runs, one program).
+Dispatch: ``python`` (a loop over a jitted step) or ``scan`` (``lax.scan`` over k steps).
+``auto`` resolves both through :func:`ecgjax.training.strategy.choose`. Per step, Python does one
+dispatch per program call and nothing else: indices arrive as host rows computed once per
+epoch, and metrics stay on the device until the epoch ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ecgjax import data as data_lib
+from ecgjax.data import inputs as inputs_lib
+from ecgjax.training import strategy as strategy_lib
+from ecgjax.training.programs import planned_bytes, programs_for
+from ecgjax.training.step import DeviceData, TrainState, epoch_indices
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when any seed's training loss becomes NaN or infinite."""
+
+
+def seed_keys(seeds: list[int]) -> jax.Array:
+    """Stacked raw keys; member k of the ensemble uses ``PRNGKey(seeds[k])``."""
+    return jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+
+
+def to_device(split: data_lib.BeatData, use_context: bool) -> DeviceData:
+    """Put a split on the device once, in the model's 1D view ``(N, 192, channels)``."""
+    if use_context and split.context is None:
+        raise ValueError(
+            f"{split.source}: model.rr_context=True needs RR features, but this file has no "
+            "'record' and 'sample' columns; prepare the data with scripts/prepare_data.py "
+            "or set model.rr_context=False"
+        )
+    ctx = jnp.asarray(split.context, jnp.float32) if use_context else None
+    x = jnp.asarray(data_lib.model_view(split))
+    return DeviceData(x, jnp.asarray(split.y, jnp.int32), ctx)
+
+
+def steps_per_epoch(config: ml_collections.ConfigDict, n_train: int) -> int:
+    """Configured steps, or one full pass (last partial batch dropped)."""
+    if config.train.steps_per_epoch > 0:
+        return int(config.train.steps_per_epoch)
+    return max(1, n_train // int(config.train.batch_size))
+
+
+class Ensemble:
+    """Trains and evaluates ``len(seeds)`` copies of one model on one training split."""
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        train: data_lib.BeatData | None,
+        seeds: list[int],
+        *,
+        context_dim: int | None = None,
+    ) -> None:
+        """Build the programs for ``seeds``; ``train=None`` builds an inference-only ensemble
+        (evaluation from checkpoints), then ``context_dim`` gives the RR feature count."""
+        self.config = config
+        self.seeds = list(seeds)
+        self.num_classes = int(config.data.num_classes)
+        self.use_context = bool(config.model.rr_context)
+        self.batch_size = int(config.train.batch_size)
+        if train is None:
+            train = _placeholder(
+                self.num_classes,
+                context_dim if self.use_context else None,
+                inputs_lib.num_channels(config.data),
+            )
+        self.steps = steps_per_epoch(config, len(train))
+        self.data = to_device(train, self.use_context)
+        self.context_dim = 0 if self.data.context is None else int(self.data.context.shape[1])
+        self.num_channels = int(self.data.x.shape[-1])
+        self.class_weights = jnp.asarray(
+            data_lib.class_weights(train.y, self.num_classes, float(config.loss.class_weight_power))
+        )
+        self.sample_probs = self._sample_probs(train.y)
+        choice = strategy_lib.choose(config, jax.default_backend(), len(self.seeds))
+        self.strategy, self.dispatch = choice.strategy, choice.dispatch
+        self.scan_k = max(1, min(int(config.ensemble.scan_steps), self.steps))
+        log.info(
+            "ensemble strategy %s / dispatch %s (%s)", self.strategy, self.dispatch, choice.reason
+        )
+        programs = programs_for(
+            config,
+            self.strategy,
+            len(self.seeds),
+            self.steps,
+            self.context_dim,
+            self.num_channels,
+        )
+        self.model, self.tx, self.fns = programs.model, programs.tx, programs.fns
+        self._step, self._scan = programs.step, programs.scan
+        self._predict, self._init = programs.predict, programs.init
+        self._indices = _indices_program(int(self.data.y.shape[0]), self.steps, self.batch_size)
+
+    def _sample_probs(self, y: np.ndarray) -> jax.Array | None:
+        if self.config.sampling.name == "uniform":
+            return None
+        if self.config.sampling.name != "balanced":
+            raise ValueError(
+                f"unknown sampling {self.config.sampling.name!r}; use uniform or balanced"
+            )
+        counts = data_lib.class_counts(y, self.num_classes).astype(np.float64)
+        per_class = np.where(
+            counts > 0, np.maximum(counts, 1.0) ** -float(self.config.sampling.balance_power), 0.0
+        )
+        p = per_class[y]
+        return jnp.asarray(p / p.sum(), jnp.float32)
+
+    @property
+    def stacked(self) -> bool:
+        """Whether one program steps all seeds at once (vmap, wide, unrolled)."""
+        return self.strategy in strategy_lib.STACKED
+
+    def init(self) -> TrainState:
+        """A fresh ensemble state with a leading seed axis."""
+        # One single-seed init program stacked: the same members as a vmapped init, but
+        # compiled once per model rather than once per seed count.
+        return _stack([self._init(key) for key in seed_keys(self.seeds)])
+
+    def abstract_state(self) -> Any:
+        """Shapes and dtypes of :meth:`init`, for restoring checkpoints without computing."""
+        return jax.eval_shape(self.init)
+
+    def train_epoch(
+        self, state: TrainState, epoch: int
+    ) -> tuple[TrainState, dict[str, np.ndarray]]:
+        """Run one epoch; returns the new state and per-seed mean loss/accuracy (numpy, ``(S,)``)."""
+        # Host indices: one transfer per epoch, then each step gets its rows as an argument,
+        # so the only per-step work in Python is one dispatch per program call.
+        idx = np.asarray(self._indices(state.key, jnp.asarray(epoch, jnp.int32), self.sample_probs))
+        if self.stacked:
+            lanes, means = self._advance([state], [idx])
+            state, metrics = lanes[0], means[0]
+        elif self.strategy == "sequential":
+            members = _unstack(state, len(self.seeds))
+            outs = [self._advance([m], [idx[s]]) for s, m in enumerate(members)]
+            state = _stack([o[0][0] for o in outs])
+            metrics = _stack([o[1][0] for o in outs])
+        else:
+            members, means = self._advance(_unstack(state, len(self.seeds)), list(idx))
+            state, metrics = _stack(members), _stack(means)
+        host = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+        if not np.all(np.isfinite(host["loss"])):
+            bad = [self.seeds[i] for i in np.flatnonzero(~np.isfinite(host["loss"]))]
+            raise NonFiniteLossError(f"non-finite training loss in epoch {epoch} for seeds {bad}")
+        return state, host
+
+    def _advance(
+        self, lanes: list[TrainState], lane_idx: list[np.ndarray]
+    ) -> tuple[list[TrainState], list[dict[str, jax.Array]]]:
+        """Step every lane through its indices ``(..., steps, batch)``, interleaved per call.
+
+        A lane is the stacked state (vmap, wide, unrolled) or one member (loop); ``scan``
+        dispatch runs ``scan_k`` steps per call and single steps for the remainder. Metrics
+        stay on the device until the epoch ends (no host sync inside the epoch).
+        """
+        total = lane_idx[0].shape[-2]
+        k = self.scan_k if self.dispatch == "scan" else 0
+        parts: list[tuple[list[Any], list[Any]]] = [([], []) for _ in lanes]
+        pos = 0
+        while pos < total:
+            chunk = k > 0 and pos + k <= total
+            for i, idx in enumerate(lane_idx):
+                if chunk:
+                    lanes[i], m = self._scan(
+                        lanes[i], idx[..., pos : pos + k, :], self.data, self.class_weights
+                    )
+                    parts[i][1].append(m)
+                else:
+                    lanes[i], m = self._step(
+                        lanes[i], idx[..., pos, :], self.data, self.class_weights
+                    )
+                    parts[i][0].append(m)
+            pos += k if chunk else 1
+        return lanes, [_mean_metrics(steps, chunks, total) for steps, chunks in parts]
+
+    def predict(self, state: TrainState, split: data_lib.BeatData) -> np.ndarray:
+        """Per-seed class probabilities ``(S, N, C)`` on a split, in fixed-size chunks."""
+        dev = to_device(split, self.use_context)
+        n = int(dev.y.shape[0])
+        chunk = min(int(self.config.train.eval_batch_size), max(n, 1))
+        vmapped = self.strategy in ("vmap", "wide")
+        params = [] if vmapped else _unstack(state.params, len(self.seeds))
+        stats = [] if vmapped else _unstack(state.batch_stats, len(self.seeds))
+        out = []
+        for start in range(0, n, chunk):
+            x = _pad_to(dev.x[start : start + chunk], chunk)
+            ctx = (
+                None if dev.context is None else _pad_to(dev.context[start : start + chunk], chunk)
+            )
+            if vmapped:
+                probs = self._predict(state.params, state.batch_stats, x, ctx)
+            else:
+                probs = jnp.stack(
+                    [self._predict(p, b, x, ctx) for p, b in zip(params, stats, strict=True)]
+                )
+            out.append(np.asarray(probs)[:, : min(chunk, n - start)])
+        if not out:
+            return np.zeros((len(self.seeds), 0, self.num_classes))
+        return np.concatenate(out, axis=1)
+
+    def program_memory(self, state: TrainState) -> int | None:
+        """Compile the programs an epoch calls (if not yet) and return the bytes XLA plans for
+        the largest, plus the members a loop keeps idle meanwhile; ``None`` where the backend
+        gives no memory analysis. The benchmark times this call as the compile time."""
+        k = self.scan_k
+        idx = np.zeros((len(self.seeds), k, self.batch_size), np.int32)
+        lane = state if self.stacked else jax.tree.map(lambda a: a[0], state)
+        lane_idx = idx if self.stacked else idx[0]
+        calls = []
+        if self.dispatch == "python" or self.steps % k:
+            calls.append((self._step, lane_idx[..., 0, :]))
+        if self.dispatch == "scan" and self.steps >= k:
+            calls.append((self._scan, lane_idx))
+        sizes = [planned_bytes(fn, lane, i, self.data, self.class_weights) for fn, i in calls]
+        known = [size for size in sizes if size is not None]
+        if len(known) < len(sizes):
+            return None
+        idle = 0 if self.stacked else _nbytes(lane) * (len(self.seeds) - 1)
+        return max(known) + idle
+
+
+@functools.lru_cache(maxsize=16)
+def _indices_program(n: int, steps: int, batch: int) -> Any:
+    """Per-seed epoch indices ``(S, steps, batch)``, jitted once per data size and shape."""
+    return jax.jit(
+        jax.vmap(
+            lambda key, epoch, probs: epoch_indices(key, epoch, n, steps, batch, probs),
+            in_axes=(0, None, None),
+        )
+    )
+
+
+def _mean_metrics(steps: list[Any], chunks: list[Any], total: int) -> dict[str, jax.Array]:
+    """Mean over an epoch of per-step metrics (``(...)``) and scan chunks (``(..., k)``)."""
+    keys = (steps or chunks)[0].keys()
+    out = {}
+    for key in keys:
+        acc = jnp.stack([m[key] for m in steps]).sum(0) if steps else jnp.zeros(())
+        if chunks:
+            acc = acc + jnp.concatenate([m[key] for m in chunks], axis=-1).sum(-1)
+        out[key] = acc / total
+    return out
+
+
+def _nbytes(tree: Any) -> int:
+    return sum(int(a.size) * a.dtype.itemsize for a in jax.tree.leaves(tree))
+
+
+def _placeholder(num_classes: int, context_dim: int | None, num_channels: int) -> data_lib.BeatData:
+    """A one-batch stand-in for the training split of an inference-only ensemble."""
+    y = np.arange(num_classes, dtype=np.int32)
+    ctx = None if context_dim is None else np.zeros((num_classes, context_dim), np.float32)
+    x = np.zeros((num_classes, data_lib.FEATURE_LEN), np.float32)
+    inputs = None if num_channels == 1 else np.zeros((*x.shape, num_channels), np.float32)
+    return data_lib.BeatData(
+        x=x, y=y, num_classes=num_classes, source="(inference only)", context=ctx, inputs=inputs
+    )
+
+
+def _unstack(tree: Any, n: int) -> list[Any]:
+    return [jax.tree.map(lambda a, s=s: a[s], tree) for s in range(n)]
+
+
+def _stack(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
+
+
+def _pad_to(a: jax.Array, size: int) -> jax.Array:
+    if a.shape[0] == size:
+        return a
+    pad = [(0, size - a.shape[0])] + [(0, 0)] * (a.ndim - 1)
+    return jnp.pad(a, pad)

@@ -1,0 +1,167 @@
+"""``scripts/train.py`` as a library call: one ensemble run with MLflow, plots and a progress bar."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import ml_collections
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ecgjax import config as config_lib
+from ecgjax import data as data_lib
+from ecgjax import paths
+from ecgjax.scoring import plots
+from ecgjax.tracking import Tracker
+from ecgjax.training.run import EpochResult, RunResult, run_training
+
+console = Console(width=None if Console().is_terminal else 120)  # pipes: 80 cols cut tables
+
+
+def train_run(
+    config: ml_collections.ConfigDict,
+    *,
+    run_name: str | None = None,
+    resume: bool = False,
+    experiment: str = "ecgjax-train",
+    progress: bool = True,
+    run_dir: Path | None = None,
+    splits: data_lib.Splits | None = None,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+    evaluate_test: bool = True,
+) -> RunResult:
+    """Train one ensemble, log it to MLflow, checkpoint it under ``checkpoints/<run_name>``.
+
+    ``run_dir``, ``splits`` (already loaded), extra MLflow ``tags`` and a ``parent_run_id``
+    let a study that trains several ensembles (``ecgjax.studies.rr_study``, the folds of
+    ``ecgjax.training.crossval``) keep its runs together; ``evaluate_test=False`` leaves the test
+    split unseen (cross-validation selects without it).
+
+    Raises:
+        ValueError: ``data.cv_folds >= 2`` without ``splits`` (that is ``crossval.train_cv``).
+    """
+    if splits is None and int(config.data.cv_folds) >= 2:
+        raise ValueError(
+            f"data.cv_folds={config.data.cv_folds}: train the folds with ecgjax.training.crossval.train_cv"
+        )
+    name = run_name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = run_dir or paths.checkpoints_dir() / name
+    splits = splits or data_lib.load_splits(config)
+    tracker = Tracker(experiment)
+    run_id = tracker.find_run("ecgjax.run_dir", str(run_dir)) if resume else None
+    if run_id is None:
+        run_id = tracker.start_run(
+            name,
+            parent_id=parent_run_id,
+            tags={"ecgjax.run_dir": str(run_dir), "ecgjax.kind": "train", **(tags or {})},
+        )
+    tracker.log_params(run_id, config_lib.flatten(config))
+    key = f"val/{config.train.select_metric}"
+
+    def log_epoch(result: EpochResult) -> None:
+        tracker.log_metrics(run_id, result.metrics, step=result.epoch)
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not progress,
+    )
+    task = bar.add_task(
+        f"{name} ({config.model.name}, {config.train.num_seeds} seeds)",
+        total=config.train.epochs,
+        status="",
+    )
+
+    def show(result: EpochResult) -> None:
+        m = result.metrics
+        status = f"{key}={m[key]:.4f} worst={m[key.replace('val/', 'val/worst/')]:.4f} loss={m['train/loss']:.4f}"
+        bar.update(task, completed=result.epoch, status=status + (" *" if result.is_best else ""))
+        if not console.is_terminal:  # logs and pipes get one line per epoch instead of a live bar
+            console.print(f"epoch {result.epoch}/{config.train.epochs}: {status}")
+
+    start = time.time()
+    status = "FAILED"
+    try:
+        with bar:
+            result = run_training(
+                config,
+                splits,
+                run_dir,
+                hooks=[log_epoch, show],
+                resume=resume,
+                evaluate_test=evaluate_test,
+            )
+        status = "FINISHED"
+    finally:
+        tracker.end_run(run_id, status=status)  # a crash still closes the run, marked FAILED
+    wall = time.time() - start
+    _finish(tracker, run_id, config, result, wall)
+    return result
+
+
+def _finish(
+    tracker: Tracker, run_id: str, config: ml_collections.ConfigDict, result: RunResult, wall: float
+) -> None:
+    names = list(config.data.class_names)
+    tracker.log_metrics(
+        run_id, {**result.test_metrics, "wall_seconds": wall}, step=result.epochs_run
+    )
+    tracker.set_tags(
+        run_id,
+        {
+            "ecgjax.strategy": result.strategy,
+            "ecgjax.dispatch": result.dispatch,
+            "ecgjax.best_epoch": result.best_epoch,
+        },
+    )
+    figures: list[Path] = []
+    if result.history:
+        figures.append(
+            plots.curves_png(
+                result.history, names, result.run_dir / "curves.png", config.train.select_metric
+            )
+        )
+    if result.test_report is not None:
+        cm = result.test_report["ensemble"]["confusion"]
+        figures.append(
+            plots.confusion_png(cm, names, result.run_dir / "confusion_test.png", "test, ensemble")
+        )
+    for fig in figures:
+        tracker.log_artifact(run_id, fig, "figures")
+    tracker.set_tags(run_id, {"ecgjax.checkpoint": str(result.run_dir)})
+    _print_summary(config, result, wall)
+
+
+def _print_summary(config: ml_collections.ConfigDict, result: RunResult, wall: float) -> None:
+    console.print(
+        f"best epoch {result.best_epoch}: val {config.train.select_metric} = {result.best_metric:.4f}; "
+        f"strategy {result.strategy}/{result.dispatch}; {wall:.0f} s; checkpoint {result.run_dir}"
+    )
+    if result.test_report is None:
+        return
+    rep = result.test_report
+    table = Table(title="test split (best epoch)")
+    table.add_column("", no_wrap=True)
+    for name in [*config.data.class_names, "macro recall", "accuracy"]:
+        table.add_column(name, justify="right")
+    rows = [(f"seed {config.seed + k}", m) for k, m in enumerate(rep["seeds"])]
+    rows += [
+        ("seed mean", rep["seed_mean"]),
+        ("worst seed", rep["seed_worst"]),
+        ("ensemble", rep["ensemble"]),
+    ]
+    for label, m in rows:
+        table.add_row(
+            label,
+            *[f"{r:.4f}" for r in m["recall"]],
+            f"{m['macro_recall']:.4f}",
+            f"{m['accuracy']:.4f}",
+        )
+    console.print(table)

@@ -1,0 +1,170 @@
+"""The pure training core: a train state pytree and module-level step functions.
+
+Nothing here is jitted or vmapped: ``ecgjax.training.engine`` applies ``jit``/``vmap``/``scan`` once,
+where the steps are called, and picks the combination per backend. Data arrays live on the
+device for the whole run; a step receives batch *indices* and gathers the beats itself, so
+each seed can see its own shuffled order without copying data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jaxtyping import Array, Float, Int
+
+from ecgjax.data.augment import augment_batch
+from ecgjax.training.wide import convs_as_matmuls
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Everything one model (one seed) needs to continue training; a leading axis stacks seeds."""
+
+    step: Int[Array, ""]
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    key: Array  # raw uint32 key (jax.random.PRNGKey) so Orbax saves it as a plain array
+
+
+class DeviceData(flax.struct.PyTreeNode):
+    """A split put on the device once: beats ``(N, 192, C)``, labels, optional RR context."""
+
+    x: Float[Array, "n 192 c"]
+    y: Int[Array, " n"]
+    context: Float[Array, "n f"] | None
+
+
+@dataclass(frozen=True)
+class StepFns:
+    """The static pieces a step closes over (shapes and code, never tuned floats).
+
+    ``wide`` computes convolutions as im2col + matmul (:mod:`ecgjax.training.wide`): the same numbers,
+    but a vmap over seeds then gives batched matmuls instead of grouped convolutions.
+    """
+
+    model: nn.Module
+    tx: optax.GradientTransformation
+    loss_fn: Callable[[Array, Array, Array], Array]
+    augment_cfg: ml_collections.ConfigDict
+    wide: bool = False
+
+
+def create_train_state(
+    key: Array,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    context_dim: int,
+    num_channels: int = 1,
+) -> TrainState:
+    """Initialise one seed; ``jax.vmap`` over ``key`` builds the ensemble."""
+    init_key, state_key = jax.random.split(key)
+    x = jnp.zeros((1, 192, num_channels), jnp.float32)
+    ctx = jnp.zeros((1, context_dim), jnp.float32) if context_dim else None
+    variables = model.init({"params": init_key, "dropout": init_key}, x, ctx, train=False)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        key=state_key,
+    )
+
+
+def _gather(data: DeviceData, idx: Array) -> tuple[Array, Array, Array | None]:
+    ctx = None if data.context is None else data.context[idx]
+    return data.x[idx], data.y[idx], ctx
+
+
+def train_step(
+    state: TrainState,
+    idx: Int[Array, " batch"],
+    data: DeviceData,
+    class_weights: Array,
+    fns: StepFns,
+) -> tuple[TrainState, dict[str, Array]]:
+    """One optimizer step on the beats ``data[idx]``; returns the new state and the batch loss."""
+    step_key = jax.random.fold_in(state.key, state.step)
+    dropout_key, augment_key = jax.random.split(step_key)
+    x, y, ctx = _gather(data, idx)
+    x = augment_batch(augment_key, x, fns.augment_cfg)
+
+    def loss_of(params: Any) -> tuple[Array, tuple[Any, Array]]:
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        with convs_as_matmuls(fns.wide):
+            logits, updates = fns.model.apply(
+                variables,
+                x,
+                ctx,
+                train=True,
+                rngs={"dropout": dropout_key},
+                mutable=["batch_stats"],
+            )
+        return fns.loss_fn(logits, y, class_weights), (updates, logits)
+
+    (loss, (updates, logits)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+    param_updates, opt_state = fns.tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, param_updates),
+        batch_stats=updates.get("batch_stats", state.batch_stats),
+        opt_state=opt_state,
+    )
+    correct = jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
+    return new_state, {"loss": loss, "accuracy": correct}
+
+
+def scan_steps(
+    state: TrainState,
+    idx: Int[Array, "k batch"],
+    data: DeviceData,
+    class_weights: Array,
+    fns: StepFns,
+) -> tuple[TrainState, dict[str, Array]]:
+    """``k`` steps in one ``lax.scan`` (fewer dispatches; wins on GPUs, loses on XLA:CPU convs)."""
+
+    def body(carry: TrainState, batch_idx: Array) -> tuple[TrainState, dict[str, Array]]:
+        return train_step(carry, batch_idx, data, class_weights, fns)
+
+    return jax.lax.scan(body, state, idx)
+
+
+def predict_probs(
+    params: Any,
+    batch_stats: Any,
+    x: Float[Array, "b 192 1"],
+    ctx: Array | None,
+    model: nn.Module,
+    wide: bool = False,
+) -> Float[Array, "b c"]:
+    """Class probabilities of one model in inference mode (``wide``: see :class:`StepFns`)."""
+    with convs_as_matmuls(wide):
+        logits = model.apply({"params": params, "batch_stats": batch_stats}, x, ctx, train=False)
+    return jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1)
+
+
+def epoch_indices(
+    key: Array, epoch: Int[Array, ""], n: int, steps: int, batch: int, probs: Array | None
+) -> Int[Array, "steps batch"]:
+    """Batch indices of one epoch for one seed, a pure function of ``(key, epoch)``.
+
+    Uniform sampling walks a fresh permutation (repeating it when ``steps*batch > n``);
+    class-balanced sampling draws with replacement from per-beat probabilities.
+    """
+    epoch_key = jax.random.fold_in(jax.random.fold_in(key, 7919), epoch)
+    total = steps * batch
+    if probs is not None:
+        flat = jax.random.choice(epoch_key, n, (total,), replace=True, p=probs)
+    else:
+        reps = -(-total // n)
+        perms = [jax.random.permutation(jax.random.fold_in(epoch_key, r), n) for r in range(reps)]
+        flat = jnp.concatenate(perms)[:total]
+    return flat.reshape(steps, batch).astype(jnp.int32)
