@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import ml_collections
 import numpy as np
 
 from ecgjax import config as config_lib
 from ecgjax.data.beats import BeatData, DataError
-from ecgjax.data.load import Splits, load_splits
-from ecgjax.data.splits import stratified_subsample
+from ecgjax.data.load import Splits, load_splits, shrink
 
 Fold = tuple[np.ndarray, np.ndarray]
 
@@ -110,15 +108,8 @@ class CrossValidation:
 
     def splits(self, i: int, config: ml_collections.ConfigDict) -> Splits:
         """Fold ``i`` as train/val/test, subsampled like a single-split run when asked."""
-        d: Any = config.data  # ConfigDict attributes are untyped
         tr, va = self.folds[i]
-        train, val, test = self.pool.subset(tr), self.pool.subset(va), self.test
-        if d.max_train > 0:
-            train = train.subset(stratified_subsample(train.y, d.max_train, d.split_seed))
-        if d.max_eval > 0:
-            val = val.subset(stratified_subsample(val.y, d.max_eval, d.split_seed))
-            test = test.subset(stratified_subsample(test.y, d.max_eval, d.split_seed))
-        return Splits(train, val, test)
+        return shrink(self.pool.subset(tr), self.pool.subset(va), self.test, config.data)
 
 
 def load_cv(config: ml_collections.ConfigDict) -> CrossValidation:

@@ -47,7 +47,12 @@ def load_splits(config: ml_collections.ConfigDict) -> Splits:
         tr, va = stratified_split(train.y, d.val_fraction, d.split_seed)
     else:
         raise ValueError(f"data.val_split must be 'stratified' or 'record', got {d.val_split!r}")
-    train, val = train.subset(tr), train.subset(va)
+    return shrink(train.subset(tr), train.subset(va), test, d)
+
+
+def shrink(train: BeatData, val: BeatData, test: BeatData, data_cfg: Any) -> Splits:
+    """Subsample (stratified) to ``data.max_train`` / ``data.max_eval`` when set (smoke runs)."""
+    d = data_cfg
     if d.max_train > 0:
         train = train.subset(stratified_subsample(train.y, d.max_train, d.split_seed))
     if d.max_eval > 0:
