@@ -98,48 +98,55 @@ def rr_features(
 def _record_features(t: np.ndarray, fallback: float, floor: float, window: int) -> np.ndarray:
     """Features of one record whose beat times ``t`` (seconds) are sorted."""
     n = len(t)
-    feats = np.empty((n, len(RR_FEATURES)), dtype=np.float64)
     if n == 1:
-        feats[:] = [fallback] * 4 + [1.0] * 5
-        return feats
+        return _single(fallback)
     d = np.diff(t)
     prev = np.r_[d[0], d]
-    nxt = np.r_[d, d[-1]]
     half = window // 2
     lo = np.clip(np.arange(n) - half, 0, n)
     hi = np.clip(np.arange(n) - half + window, 0, n)
     csum = np.r_[0.0, np.cumsum(prev)]
     local = (csum[hi] - csum[lo]) / np.maximum(hi - lo, 1)
-    feats[:, 0] = prev
-    feats[:, 1] = nxt
-    feats[:, 2] = local
-    feats[:, 3] = d.mean()
-    feats[:, 4] = prev / np.maximum(local, floor)
-    feats[:, 5] = nxt / np.maximum(prev, floor)
-    feats[:, 6:9] = feats[:, [0, 1, 2]] / max(d.mean(), floor)
-    return feats
+    return _columns(prev, np.r_[d, d[-1]], local, np.full(n, d.mean()), floor)
 
 
 def _causal_features(t: np.ndarray, fallback: float, floor: float, window: int) -> np.ndarray:
     """Like :func:`_record_features`, from the beats up to and including each one."""
     n = len(t)
-    feats = np.empty((n, len(RR_FEATURES)), dtype=np.float64)
     if n == 1:
-        feats[:] = [fallback] * 4 + [1.0] * 5
-        return feats
+        return _single(fallback)
     d = np.diff(t)
     prev = np.r_[d[0], d]  # the first beat borrows the first interval, as offline
-    prev2 = np.r_[prev[0], prev[:-1]]
     csum = np.r_[0.0, np.cumsum(prev)]
     idx = np.arange(n)
     lo = np.maximum(idx + 1 - window, 0)
     local = (csum[idx + 1] - csum[lo]) / (idx + 1 - lo)
     running = csum[idx + 1] / (idx + 1)
-    feats[:, 0] = prev
-    feats[:, 1] = prev2
-    feats[:, 2] = local
-    feats[:, 3] = running
-    feats[:, 4] = prev / np.maximum(local, floor)
-    feats[:, 5] = prev2 / np.maximum(prev, floor)
-    feats[:, 6:9] = feats[:, [0, 1, 2]] / np.maximum(running, floor)[:, None]
-    return feats
+    return _columns(prev, np.r_[prev[0], prev[:-1]], local, running, floor)
+
+
+def _single(fallback: float) -> np.ndarray:
+    """A record with one beat: the dataset's median interval, every ratio 1."""
+    return np.array([[fallback] * 4 + [1.0] * 5], dtype=np.float64)
+
+
+def _columns(
+    prev: np.ndarray, other: np.ndarray, local: np.ndarray, ref: np.ndarray, floor: float
+) -> np.ndarray:
+    """The nine columns of :data:`RR_FEATURES` from the four intervals each variant defines
+    (``other`` is the next interval offline, the one before ``prev`` when causal; ``ref`` the
+    record mean offline, the running mean when causal)."""
+    safe = np.maximum(ref, floor)
+    return np.column_stack(
+        [
+            prev,
+            other,
+            local,
+            ref,
+            prev / np.maximum(local, floor),
+            other / np.maximum(prev, floor),
+            prev / safe,
+            other / safe,
+            local / safe,
+        ]
+    )
