@@ -42,6 +42,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.template = "record"  # record: the record's median beat | causal: median of past beats
     c.data.template_beats = 64  # causal template: how many previous beats
     c.data.rr_causal = False  # RR features from past beats only (a real-time monitor)
+    # Two more RR columns: how irregular the rhythm is around the beat and over the record
+    # (ecgjax.data.rr.rr_irregularity), so an early beat in atrial fibrillation is not read as S.
+    c.data.rr_irregularity = False
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn2d"

@@ -120,6 +120,14 @@ def test_two_fold_training_run(project: Path) -> None:
     assert not val_records[0] & val_records[1]
     assert val_records[0] | val_records[1] == set(np.asarray(pool.record).astype(str))
 
+    # Out-of-fold pooling: every training record once, predicted by the fold that held it out.
+    oof = saved["out_of_fold"]
+    assert oof["gross"]["beats"] == len(pool)
+    assert {r["record"] for r in oof["per_record"]} == val_records[0] | val_records[1]
+    probs = np.concatenate([f.val_probs.mean(0) for f in result.folds])
+    y = np.concatenate([cv.splits(i, config).val.y for i in range(2)])
+    assert oof["gross"]["accuracy"] == pytest.approx(float((probs.argmax(-1) == y).mean()))
+
     client = MlflowClient(paths.mlflow_uri())
     runs = client.search_runs([client.get_experiment_by_name("ecgjax-train").experiment_id])
     parent = [r for r in runs if r.data.tags["ecgjax.kind"] == "cv"]
@@ -127,6 +135,7 @@ def test_two_fold_training_run(project: Path) -> None:
     assert len(parent) == 1 and len(kids) == 2 and len(runs) == 3
     assert all(r.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for r in kids)
     assert parent[0].data.metrics[f"cv/{name}"] == pytest.approx(np.mean(best))
+    assert parent[0].data.metrics["cv/oof/accuracy"] == pytest.approx(oof["gross"]["accuracy"])
     curve = client.get_metric_history(parent[0].info.run_id, metric)
     assert [m.step for m in curve] == list(range(1, config.train.epochs + 1))
     assert not any(k.startswith("test/") for r in runs for k in r.data.metrics)

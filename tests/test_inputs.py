@@ -137,8 +137,9 @@ def test_every_model_takes_several_channels(name: str) -> None:
 
 
 def test_a_channel_model_trains_and_reloads_for_evaluation(project) -> None:
-    """Train with template + neighbour channels and causal RR, then evaluate the checkpoint on
-    another file: the restored ensemble rebuilds the same channels and gives the same numbers."""
+    """Train with template + neighbour channels, causal RR and the irregularity columns, then
+    evaluate the checkpoint on another file: the restored ensemble rebuilds the same channels and
+    RR context and gives the same numbers."""
     from ecgjax import paths
     from ecgjax.evaluation import evaluate
     from ecgjax.training.run import run_training
@@ -151,13 +152,15 @@ def test_a_channel_model_trains_and_reloads_for_evaluation(project) -> None:
         "causal",
         True,
     )
+    c.data.rr_irregularity = True
     c.model.name, c.model.hidden, c.model.num_blocks, c.model.rr_context = "resnet1d", 4, 1, True
     c.train.batch_size, c.train.steps_per_epoch, c.train.num_seeds, c.train.epochs = 16, 4, 2, 1
     splits = data_lib.load_splits(c)
-    assert splits.train.inputs.shape[-1] == 3
+    assert splits.train.inputs.shape[-1] == 3 and splits.train.context.shape[-1] == 11
     run_dir = paths.checkpoints_dir() / "channels"
     result = run_training(c, splits, run_dir)
     loaded = evaluate.load_ensemble(run_dir)
     test, _ = evaluate.load_data(loaded, paths.data_dir() / "mitbih_ds2.parq")
     np.testing.assert_array_equal(test.inputs, splits.test.inputs)
+    np.testing.assert_array_equal(test.context, splits.test.context)
     np.testing.assert_allclose(evaluate.predict(loaded, test), result.test_probs, atol=1e-6)

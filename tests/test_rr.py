@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ecgjax.data import BeatData, load_parquet, write_parquet
-from ecgjax.data.rr import RR_FEATURES, rr_features
+from ecgjax.data.rr import RR_FEATURES, RR_IRREGULARITY, rr_features, rr_irregularity
 from ecgjax.data.synthetic import make_beats, make_records
 
 # fs = 100 Hz so samples / 100 are seconds: intervals 1.0, 1.0, 0.6 (premature), 1.4 (pause).
@@ -89,3 +89,52 @@ def test_parquet_without_record_or_sample_loads_without_context(tmp_path):
     data = load_parquet(path, 5)
     assert data.context is None and data.record is None and data.sample is None
     np.testing.assert_allclose(data.x, x)
+
+
+def _times(intervals: np.ndarray, fs: float = 100.0) -> np.ndarray:
+    return np.r_[0, np.cumsum(np.round(np.asarray(intervals) * fs))].astype(np.int64)
+
+
+def test_irregularity_separates_fibrillation_from_isolated_ectopy():
+    """Sinus rhythm with one early beat stays regular by the median; an irregular rhythm does not."""
+    rng = np.random.default_rng(0)
+    sinus = np.full(80, 0.8)
+    sinus[40], sinus[41] = 0.5, 1.1  # one premature beat and its pause
+    af = rng.uniform(0.45, 1.15, 80)  # every interval differs from the last
+    record = np.array(["sinus"] * 81 + ["af"] * 81)
+    sample = np.r_[_times(sinus), _times(af)]
+    irr = rr_irregularity(record, sample, fs=100.0)
+    assert irr.shape == (162, len(RR_IRREGULARITY)) and irr.dtype == np.float32
+    assert np.all(irr[:81] < 0.02)  # the median ignores the two jumps around the ectopic beat
+    assert np.median(irr[81:, 0]) > 0.2 and irr[81, 1] > 0.2
+    np.testing.assert_allclose(irr[:81, 1], irr[0, 1])  # the record column is one value
+
+
+def test_irregularity_is_per_record_in_input_order_and_causal_ignores_the_future():
+    rng = np.random.default_rng(1)
+    record = np.array(["a"] * 40 + ["b"] * 40)
+    sample = np.r_[_times(rng.uniform(0.5, 1.1, 39)), _times(np.full(39, 0.9))]
+    perm = rng.permutation(80)
+    for causal in (False, True):
+        whole = rr_irregularity(record, sample, fs=100.0, causal=causal)
+        np.testing.assert_array_equal(
+            rr_irregularity(record[perm], sample[perm], fs=100.0, causal=causal), whole[perm]
+        )
+        alone = rr_irregularity(record[40:], sample[40:], fs=100.0, causal=causal)
+        np.testing.assert_array_equal(whole[40:], alone)
+    moved = sample.copy()
+    moved[39] += 30  # the last beat of record a comes later
+    before = rr_irregularity(record, sample, fs=100.0, causal=True)
+    after = rr_irregularity(record, moved, fs=100.0, causal=True)
+    np.testing.assert_array_equal(before[:39], after[:39])
+    assert not np.array_equal(
+        rr_irregularity(record, sample, 100.0)[:39], rr_irregularity(record, moved, 100.0)[:39]
+    )
+
+
+def test_irregularity_of_tiny_records_and_bad_windows():
+    got = rr_irregularity(np.array(["one", "two", "two"]), np.array([5, 0, 90]), fs=100.0)
+    np.testing.assert_array_equal(got, np.zeros((3, 2), np.float32))  # no successive difference
+    assert rr_irregularity(np.array([], dtype=str), np.array([]), 100.0).shape == (0, 2)
+    with pytest.raises(ValueError, match="window must be >= 2"):
+        rr_irregularity(np.array(["a"]), np.array([0]), window=1)

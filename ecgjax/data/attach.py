@@ -13,7 +13,7 @@ import numpy as np
 
 from ecgjax.data import inputs as inputs_lib
 from ecgjax.data.beats import BeatData, DataError
-from ecgjax.data.rr import rr_features
+from ecgjax.data.rr import rr_features, rr_irregularity
 
 
 def joint_context(train: BeatData, test: BeatData) -> tuple[BeatData, BeatData]:
@@ -34,7 +34,8 @@ def joint_context(train: BeatData, test: BeatData) -> tuple[BeatData, BeatData]:
 
 def attach_inputs(train: BeatData, test: BeatData, data_cfg: Any) -> tuple[BeatData, BeatData]:
     """Give ``train`` and ``test`` the model channels of ``data.channels`` (:mod:`ecgjax.data.inputs`)
-    and, with ``data.rr_causal``, RR context from past beats only; built over both together so a
+    and, with ``data.rr_causal``, RR context from past beats only, with ``data.rr_irregularity``
+    two rhythm-irregularity columns after the nine RR features; built over both together so a
     beat-level split's records are whole again (as in :func:`joint_context`).
 
     Raises:
@@ -60,6 +61,13 @@ def attach_inputs(train: BeatData, test: BeatData, data_cfg: Any) -> tuple[BeatD
         train, test = replace(train, inputs=channels[:n]), replace(test, inputs=channels[n:])
     if data_cfg.rr_causal and record is not None and sample is not None:
         context = rr_features(record, sample, causal=True)
+        train, test = replace(train, context=context[:n]), replace(test, context=context[n:])
+    if data_cfg.get("rr_irregularity", False) and train.context is not None:
+        if test.context is None or record is None or sample is None:
+            raise DataError(f"{source}: data.rr_irregularity needs record and sample columns")
+        extra = rr_irregularity(record, sample, causal=bool(data_cfg.rr_causal))
+        context = np.concatenate([train.context, test.context]).astype(np.float32)
+        context = np.concatenate([context, extra], axis=1)
         train, test = replace(train, context=context[:n]), replace(test, context=context[n:])
     return train, test
 

@@ -54,8 +54,13 @@ def num_channels(data_cfg: Any) -> int:
 
 
 def is_plain(data_cfg: Any) -> bool:
-    """True for the reference input (the beat alone, non-causal RR): nothing to build."""
-    return parse_channels(data_cfg.channels) == ("beat",) and not data_cfg.rr_causal
+    """True for the reference input (the beat alone, the nine non-causal RR features): nothing
+    to build."""
+    return (
+        parse_channels(data_cfg.channels) == ("beat",)
+        and not data_cfg.rr_causal
+        and not data_cfg.get("rr_irregularity", False)
+    )
 
 
 def record_groups(record: np.ndarray, sample: np.ndarray) -> list[np.ndarray]:

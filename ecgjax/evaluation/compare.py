@@ -99,8 +99,8 @@ def _inputs_for(
     data_path: str | Path | None,
 ) -> data_lib.BeatData:
     """The test beats in ``ld``'s own input channels (runs may use different ``data.channels``)."""
-    keys = ("channels", "template", "template_beats", "rr_causal")
-    if all(ld.config.data[k] == first.config.data[k] for k in keys):
+    keys = ("channels", "template", "template_beats", "rr_causal", "rr_irregularity")
+    if all(ld.config.data.get(k) == first.config.data.get(k) for k in keys):
         return test
     own, _ = eval_lib.load_data(ld, data_path if data_path is not None else test.source)
     if not np.array_equal(own.y, test.y):

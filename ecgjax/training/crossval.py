@@ -24,6 +24,7 @@ from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.data import folds
+from ecgjax.scoring import aami, aami_tables
 from ecgjax.tracking import Tracker
 from ecgjax.training.checkpoint import write_json_atomic
 from ecgjax.training.experiment import console, train_run
@@ -37,6 +38,29 @@ class CVResult:
     score: dict[str, float]  # cv/<metric>, cv/fold_std/<metric>, cv/fold_min/<metric>
     epoch_means: list[dict[str, float]]  # fold means per epoch (epochs every fold ran)
     refit: RunResult | None = None
+    # AAMI section (ecgjax.scoring.aami.report) of the pooled out-of-fold ensemble predictions
+    out_of_fold: dict[str, Any] | None = None
+
+
+def pool_out_of_fold(
+    results: list[RunResult], fold_splits: list[data_lib.Splits], names: list[str]
+) -> dict[str, Any] | None:
+    """AAMI statistics of every training record predicted once, by the fold that held it out.
+
+    The fold means above average k small validation sets; this pools them, so each record
+    counts by its beats, per-record rows show which patients fail (an AF record, a V-rich one)
+    and the intervals resample records. Argmax of each fold's ensemble at its best epoch; the
+    training patients only, so it is fit for selection. ``None`` when a fold has no record ids.
+    """
+    if any(r.val_probs is None for r in results) or any(s.val.record is None for s in fold_splits):
+        return None
+    probs = np.concatenate([np.asarray(r.val_probs).mean(0) for r in results])
+    y = np.concatenate([s.val.y for s in fold_splits])
+    record = np.concatenate([np.asarray(s.val.record).astype(str) for s in fold_splits])
+    protocol = (
+        "inter-patient (out-of-fold: each training record predicted by a model that never saw it)"
+    )
+    return aami.report(y, probs, names, record, protocol=protocol)
 
 
 def train_cv(
@@ -107,6 +131,13 @@ def train_cv(
     finally:
         tracker.end_run(parent, status=status)
     out = CVResult(run_dir, results, score, epoch_means)
+    out.out_of_fold = pool_out_of_fold(results, fold_splits, names)
+    if out.out_of_fold is not None:
+        tracker.log_metrics(
+            parent,
+            aami_tables.flat_metrics(out.out_of_fold, "cv/oof"),
+            step=max(r.epochs_run for r in results),
+        )
     _write_summary(out, cv, config)
     _print_table(config, out, fold_splits)
     if refit:
@@ -143,6 +174,7 @@ def _write_summary(
             for (_, va), r in zip(cv.folds, out.folds, strict=True)
         ],
         "score": out.score,
+        "out_of_fold": out.out_of_fold,
     }
     write_json_atomic(out.run_dir / "cv.json", summary)
 
@@ -181,3 +213,11 @@ def _print_table(
             f"(worst fold {sc[f'cv/fold_min/{metric}']:.4f}); the fold mean peaks at epoch "
             f"{int(top['epoch'])} ({top[key]:.4f}). Folds: {out.run_dir}/fold<i>; summary cv.json"
         )
+    if out.out_of_fold is not None:
+        header, rows = aami_tables.gross_rows(out.out_of_fold)
+        pooled = Table(title=aami_tables.title(out.out_of_fold, "Pooled out-of-fold predictions"))
+        for col in header:
+            pooled.add_column(col, justify="right")
+        for row in rows:
+            pooled.add_row(*row)
+        console.print(pooled)

@@ -55,6 +55,7 @@ class RunResult:
     test_report: dict[str, Any] | None = None
     test_metrics: dict[str, float] = field(default_factory=dict)
     test_probs: np.ndarray | None = None  # (seeds, beats, classes) of the best epoch
+    val_probs: np.ndarray | None = None  # the same on the validation split (out-of-fold in CV)
 
 
 Hook = Callable[[EpochResult], None]
@@ -140,6 +141,7 @@ class TrainingRun:
                 )
             )
         self.best_host: Any = None
+        self.best_val_probs: np.ndarray | None = None
 
     @property
     def stopped_early(self) -> bool:
@@ -155,9 +157,8 @@ class TrainingRun:
         epoch = int(self.progress["epoch"]) + 1
         progress, splits = self.progress, self.splits
         state, train_m = self.ens.train_epoch(self.state, epoch)
-        report = metrics_lib.ensemble_report(
-            self.ens.predict(state, splits.val), splits.val.y, self.ens.num_classes
-        )
+        val_probs = self.ens.predict(state, splits.val)
+        report = metrics_lib.ensemble_report(val_probs, splits.val.y, self.ens.num_classes)
         flat = metrics_lib.flat_metrics(report, "val", self.names)
         lrs = np.asarray(get_hyperparams(state.opt_state)["learning_rate"])
         flat.update(_train_metrics(train_m, lrs))
@@ -166,6 +167,7 @@ class TrainingRun:
         if is_best:
             progress.update(best_metric=value, best_epoch=epoch, since_best=0)
             self.best_host = jax.device_get(state)
+            self.best_val_probs = val_probs
         else:
             progress["since_best"] += 1
         state = _plateau(self.config, state, flat, progress)
@@ -196,9 +198,14 @@ class TrainingRun:
             dispatch=self.ens.dispatch,
             history=list(progress["history"]),
         )
+        ens, best = self.ens, self.best_host
+        if self.best_val_probs is not None:
+            out.val_probs = self.best_val_probs
+        elif len(self.splits.val.y):  # resumed after the best epoch: predict with its checkpoint
+            best = _restore_best(ens, self.run_dir, self.state)
+            out.val_probs = ens.predict(best, self.splits.val)
         if evaluate_test:
-            ens, test = self.ens, self.splits.test
-            best = self.best_host
+            test = self.splits.test
             best_state = best if best is not None else _restore_best(ens, self.run_dir, self.state)
             out.test_probs = ens.predict(best_state, test)
             out.test_report = metrics_lib.ensemble_report(out.test_probs, test.y, ens.num_classes)
