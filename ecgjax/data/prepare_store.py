@@ -74,6 +74,36 @@ def read_manifest(
     return manifest
 
 
+_TEMP_TAG = ".tmp"
+
+
+def remove_stale_temps(finals: Sequence[Path]) -> list[Path]:
+    """Delete the temp files that a killed run of :func:`staged` left beside ``finals``.
+
+    A temp is named ``.<final name>.tmp<pid>``; it is stale when that process no longer runs
+    (a live one belongs to a preparation running right now and is left alone). Returns the
+    removed paths.
+    """
+    removed = []
+    for final in finals:
+        for temp in final.parent.glob(f".{final.name}{_TEMP_TAG}*"):
+            pid = temp.name.rpartition(_TEMP_TAG)[2]
+            if pid.isdigit() and not _alive(int(pid)):
+                temp.unlink(missing_ok=True)
+                removed.append(temp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def staged(finals: Sequence[Path]) -> Iterator[dict[Path, Path]]:
     """Yield ``{final path: temp path}``; when the block succeeds, rename the temps in order.
@@ -81,7 +111,7 @@ def staged(finals: Sequence[Path]) -> Iterator[dict[Path, Path]]:
     Put the manifest last in ``finals``. The temps are removed whatever happens, so a failure in
     the block (or in a rename) leaves no stray files.
     """
-    tag = f".tmp{os.getpid()}"
+    tag = f"{_TEMP_TAG}{os.getpid()}"
     temps = {p: p.with_name(f".{p.name}{tag}") for p in finals}
     try:
         yield temps

@@ -1,0 +1,52 @@
+"""The scripts' entry point: a user error is one line with exit status 2, never a traceback.
+
+``run(main)`` replaces ``absl.app.run(main)``. Flag errors (an unknown ``--config.x`` key, a
+config file that does not load) and :class:`ecgjax.errors.UserError` raised by ``main`` print
+``error: <one line>`` and exit 2; ``--debug`` re-raises them with the full traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from absl import app, flags
+
+from ecgjax.errors import UserError, one_line
+
+_DEBUG = flags.DEFINE_bool("debug", False, "Show the full traceback of a user error.")
+
+
+def fail(message: object) -> NoReturn:
+    """Print ``error: <message>`` on one line to stderr and exit with status 2."""
+    print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def debug() -> bool:
+    """Whether ``--debug`` was given (also before the flags are parsed)."""
+    return bool(flags.FLAGS["debug"].value) if flags.FLAGS.is_parsed() else "--debug" in sys.argv
+
+
+def _parse(argv: list[str]) -> Any:
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        if "--debug" in argv:
+            raise
+        fail(err)
+
+
+def run(main: Callable[[list[str]], Any]) -> None:
+    """``absl.app.run(main)`` with user errors as one line, exit status 2 (``--debug``: traceback)."""
+
+    def guarded(argv: list[str]) -> Any:
+        try:
+            return main(argv)
+        except (UserError, app.UsageError) as err:
+            if debug():
+                raise
+            fail(err)
+
+    app.run(guarded, flags_parser=_parse)
