@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
@@ -75,20 +76,25 @@ def read_manifest(
 
 
 _TEMP_TAG = ".tmp"
+_TEMP = re.compile(r"\.tmp(\d+)$")
 
 
 def remove_stale_temps(finals: Sequence[Path]) -> list[Path]:
-    """Delete the temp files that a killed run of :func:`staged` left beside ``finals``.
+    """Delete the temp files that a killed run left beside ``finals``.
 
-    A temp is named ``.<final name>.tmp<pid>``; it is stale when that process no longer runs
-    (a live one belongs to a preparation running right now and is left alone). Returns the
-    removed paths.
+    Temps are hidden files named after an output and ending in ``.tmp<pid>`` (those of
+    :func:`staged`, and the parquet writer's own temp inside them); one is stale when that
+    process no longer runs (a live one belongs to a preparation running right now). Returns
+    the removed paths.
     """
     removed = []
-    for final in finals:
-        for temp in final.parent.glob(f".{final.name}{_TEMP_TAG}*"):
-            pid = temp.name.rpartition(_TEMP_TAG)[2]
-            if pid.isdigit() and not _alive(int(pid)):
+    folders = {final.parent for final in finals}
+    names = [final.name for final in finals]
+    for folder in folders:
+        for temp in folder.iterdir() if folder.is_dir() else []:
+            match = _TEMP.search(temp.name)
+            ours = temp.name.startswith(".") and any(n in temp.name for n in names)
+            if match and ours and not _alive(int(match.group(1))):
                 temp.unlink(missing_ok=True)
                 removed.append(temp)
     return removed

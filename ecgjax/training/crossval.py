@@ -69,15 +69,15 @@ def train_cv(
         overwrite=overwrite,
     )
     name = run_dir.name
+    rundir.write_resume_note(run_dir, rundir.resume_command(command, name))
     try:
         if resume:
             rundir.check_resume_config(run_dir, config)
         cv = folds.load_cv(config)
     except BaseException:
-        if not resume and not any(run_dir.iterdir()):
-            run_dir.rmdir()
+        if not resume:
+            rundir.release(run_dir)
         raise
-    rundir.write_resume_note(run_dir, rundir.resume_command(command, name))
     names = list(config.data.class_names)
     console.print(
         f"{k}-fold cross-validation over the {len(np.unique(np.asarray(cv.pool.record)))} records of "

@@ -62,6 +62,7 @@ def train_run(
             paths.checkpoints_dir(), run_name, config.name, resume=resume, overwrite=overwrite
         )
         name = run_dir.name
+        rundir.write_resume_note(run_dir, rundir.resume_command(command, name))
     else:
         name = run_name or run_dir.name
         if not resume and (run_dir / "latest").exists():
@@ -77,11 +78,9 @@ def train_run(
         tracker = Tracker(experiment)
         run_id = _open_run(tracker, name, run_dir, resume, parent_run_id, tags)
     except BaseException:
-        if own_dir and not resume and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # nothing was written: leave no empty folder behind
+        if own_dir and not resume:
+            rundir.release(run_dir)  # nothing was trained: leave no half-made folder behind
         raise
-    if own_dir:
-        rundir.write_resume_note(run_dir, rundir.resume_command(command, name))
     tracker.log_params(run_id, config_lib.flatten(config))
     key = f"val/{config.train.select_metric}"
     # Epochs already in MLflow (a resumed run): not logged twice. Resume is exact, so an epoch

@@ -70,12 +70,7 @@ def claim(
                 f"{path}: no run named {name!r} to resume; drop --resume to start it, or check "
                 f"the name (runs are the folders in {root})"
             )
-        if _config_file(path) is None:
-            raise RunDirError(
-                f"{path}: the run never started training (no config.json): nothing to resume; "
-                "start it again with --overwrite"
-            )
-        return path
+        return path  # killed before its first checkpoint: it starts again from epoch 1
     if overwrite and path.exists():
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +157,13 @@ def write_resume_note(run_dir: Path, command: str) -> None:
         "This run has not finished (it is running, or it was interrupted).\n"
         f"Continue it from its last finished epoch with:\n\n    {command}\n"
     )
+
+
+def release(run_dir: Path) -> None:
+    """Remove a freshly claimed folder that holds nothing but its resume note (a start that
+    failed on a user error), so the name is free again."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {RESUME_NOTE}:
+        shutil.rmtree(run_dir)
 
 
 def clear_resume_note(run_dir: Path) -> None:
