@@ -35,7 +35,20 @@ def _parse(argv: list[str]) -> Any:
     except flags.Error as err:
         if "--debug" in argv:
             raise
-        fail(err)
+        text = str(err)
+        if "Traceback (most recent call last)" in text:  # a config file that does not load
+            head = text.split(":", 1)[0]
+            fail(f"{head}: {text.strip().splitlines()[-1]}")
+        fail(text)
+    except (AttributeError, KeyError) as err:  # ml_collections: --config.<unknown key>=...
+        if "--debug" in argv:
+            raise
+        key = one_line(err).strip("\"'")
+        given = [a for a in argv if a.startswith("--config.") and key in a]
+        fail(
+            f"unknown config key {key!r} in {given[0] if given else 'a --config.* flag'}; the keys "
+            "are those of ecgjax/config.py (base_config) and the config file"
+        )
 
 
 def run(main: Callable[[list[str]], Any]) -> None:
@@ -48,5 +61,9 @@ def run(main: Callable[[list[str]], Any]) -> None:
             if debug():
                 raise
             fail(err)
+        except OSError as err:  # ml_collections reports a missing config file lazily
+            if debug() or "Failed loading config file" not in str(err):
+                raise
+            fail(f"--config: {str(err).strip().splitlines()[-1].strip()}")
 
     app.run(guarded, flags_parser=_parse)

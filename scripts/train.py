@@ -21,8 +21,6 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from ecgjax import cli
-from ecgjax.runtime import configure_jax
-from ecgjax.training.validate import validate
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (path[:arg]).", lock_config=True
@@ -46,13 +44,17 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv: list[str]) -> None:
     del argv
+    from ecgjax.training.validate import validate  # imports JAX: after the flags are parsed
+
     config = validate(_CONFIG.value)
     if _REFIT.value and int(config.data.cv_folds) < 2:
         raise app.UsageError("--refit applies to cross-validation (--config.data.cv_folds >= 2)")
-    configure_jax()
-    from ecgjax.training.crossval import train_cv  # heavy: after the checks
+    from ecgjax.runtime import configure_jax
+    from ecgjax.training.crossval import train_cv
+
     from ecgjax.training.experiment import train_run
 
+    configure_jax()
     kwargs = dict(
         run_name=_NAME.value, resume=_RESUME.value, overwrite=_OVERWRITE.value, command=sys.argv
     )
