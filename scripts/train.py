@@ -51,7 +51,6 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--refit applies to cross-validation (--config.data.cv_folds >= 2)")
     from ecgjax.runtime import configure_jax
     from ecgjax.training.crossval import train_cv
-
     from ecgjax.training.experiment import train_run
 
     configure_jax()
