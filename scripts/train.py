@@ -54,13 +54,18 @@ def main(argv: list[str]) -> None:
     from ecgjax.training.experiment import train_run
 
     configure_jax()
-    kwargs = dict(
-        run_name=_NAME.value, resume=_RESUME.value, overwrite=_OVERWRITE.value, command=sys.argv
-    )
+    name, resume, overwrite = _NAME.value, _RESUME.value, _OVERWRITE.value
     if int(config.data.cv_folds) >= 2:
-        train_cv(config, refit=_REFIT.value, **kwargs)
+        train_cv(
+            config,
+            run_name=name,
+            resume=resume,
+            overwrite=overwrite,
+            refit=_REFIT.value,
+            command=sys.argv,
+        )
     else:
-        train_run(config, **kwargs)
+        train_run(config, run_name=name, resume=resume, overwrite=overwrite, command=sys.argv)
 
 
 if __name__ == "__main__":
