@@ -7,6 +7,7 @@ config file that does not load) and :class:`ecgjax.errors.UserError` raised by `
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -19,9 +20,16 @@ _DEBUG = flags.DEFINE_bool("debug", False, "Show the full traceback of a user er
 
 
 def fail(message: object) -> NoReturn:
-    """Print ``error: <message>`` on one line to stderr and exit with status 2."""
+    """Print ``error: <message>`` on one line to stderr and exit with status 2.
+
+    The process ends at once (``os._exit``): after a failed Orbax restore, tensorstore
+    callbacks still in flight would otherwise print "Event loop is closed" tracebacks while the
+    interpreter shuts down. Checkpoint writers are closed before an error gets here, and MLflow
+    writes are synchronous, so nothing written is lost.
+    """
     print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    sys.stdout.flush()
+    os._exit(2)
 
 
 def debug() -> bool:
