@@ -27,7 +27,7 @@ from ecgjax import paths
 from ecgjax.data import inputs as inputs_lib
 from ecgjax.evaluation import patients as patients_lib
 from ecgjax.evaluation import plots as eval_plots
-from ecgjax.evaluation.tracking import EVAL_EXPERIMENT, log_evaluation
+from ecgjax.evaluation.tracking import EVAL_EXPERIMENT, check_owner, log_evaluation
 from ecgjax.evaluation.tracking import find_tracked_run as find_tracked_run  # re-exported
 from ecgjax.scoring import aami
 from ecgjax.scoring import metrics as metrics_lib
@@ -84,33 +84,12 @@ def resolve_source(source: str | Path) -> Path:
         folder = tags.get("ecgjax.checkpoint") or tags.get("ecgjax.run_dir")
         if not folder:
             raise ckpt.CheckpointError(f"MLflow run {text}: has no ecgjax.checkpoint tag")
-        _check_owner(tracker, run, folder)
+        check_owner(tracker, run, folder)
         return Path(folder)
     raise ckpt.CheckpointError(
         f"{text}: no such checkpoint folder, sweep or MLflow run id "
         f"(looked for {candidates[0]} and {candidates[1]})"
     )
-
-
-def _check_owner(tracker: Tracker, run: Any, folder: str) -> None:
-    """Refuse a run whose folder now holds another run's model (overwritten, or shared by two
-    runs started in the same second before run folders were claimed exclusively)."""
-    text = run.info.run_id
-    if "ecgjax.superseded" in run.data.tags:
-        raise ckpt.CheckpointError(
-            f"MLflow run {text}: superseded ({run.data.tags['ecgjax.superseded']}); {folder} "
-            "holds another run's model now"
-        )
-    ids = [e.experiment_id for e in tracker.client.search_experiments()]
-    for value in ("ecgjax.run_dir", "ecgjax.checkpoint"):
-        for other in tracker.client.search_runs(ids, filter_string=f"tags.`{value}` = '{folder}'"):
-            later = other.info.start_time > run.info.start_time
-            if other.info.run_id != text and later and "ecgjax.superseded" not in other.data.tags:
-                raise ckpt.CheckpointError(
-                    f"MLflow run {text}: {folder} was also written by the later run "
-                    f"{other.info.run_id} ({other.info.run_name}); the model there may not be "
-                    f"this run's"
-                )
 
 
 def load_ensemble(source: str | Path) -> Loaded:
