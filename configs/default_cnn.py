@@ -9,7 +9,7 @@ of a fifth of the data each (the reference's "epoch"), validation macro recall ~
 
 import ml_collections
 
-from ecgjax.config import base_config
+from ecgjax.config import base_config, smoke_train
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -23,8 +23,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.steps_per_epoch = 550  # ~a fifth of the training beats per epoch, like the reference
     c.train.num_seeds = 4
     if arg == "smoke":
-        c.data.max_train, c.data.max_eval = 400, 200
-        c.train.epochs, c.train.steps_per_epoch, c.train.num_seeds = 2, 5, 2
+        c = smoke_train(c, {"optim.learning_rate": 3e-3})
     elif arg is not None:
         raise ValueError(f"unknown config variant {arg!r}; use smoke")
     return c

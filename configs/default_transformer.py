@@ -9,7 +9,7 @@ a fifth of the data each; validation macro recall ~0.7-0.8 (the small model is w
 
 import ml_collections
 
-from ecgjax.config import base_config
+from ecgjax.config import base_config, smoke_train
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -25,8 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.steps_per_epoch = 550
     c.train.num_seeds = 4
     if arg == "smoke":
-        c.data.max_train, c.data.max_eval = 400, 200
-        c.train.epochs, c.train.steps_per_epoch, c.train.num_seeds = 2, 5, 2
+        c = smoke_train(c, {"optim.learning_rate": 3e-3})
     elif arg is not None:
         raise ValueError(f"unknown config variant {arg!r}; use smoke")
     return c

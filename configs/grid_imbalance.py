@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return sweep_variant(
         c,
         arg,
-        smoke={"tune.max_epochs": 1},
+        smoke={"tune.max_epochs": 2},
         full={
             "tune.max_epochs": 15,
             "tune.max_concurrent": 12,

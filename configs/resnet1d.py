@@ -10,7 +10,7 @@ recall of the rare disease classes; the best epoch is chosen on validation macro
 
 import ml_collections
 
-from ecgjax.config import base_config
+from ecgjax.config import base_config, smoke_train
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -33,9 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.steps_per_epoch = 600
     c.train.num_seeds = 4
     if arg == "smoke":
-        c.data.max_train, c.data.max_eval = 400, 200
-        c.train.epochs, c.train.steps_per_epoch, c.train.num_seeds = 2, 5, 2
-        c.train.batch_size = 32
+        c = smoke_train(c)
     elif arg is not None:
         raise ValueError(f"unknown config variant {arg!r}; use smoke")
     return c

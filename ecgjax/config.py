@@ -174,7 +174,36 @@ def with_overrides(
     return new
 
 
-SMOKE = {"data.max_train": 400, "data.max_eval": 200, "train.steps_per_epoch": 5}
+# Smoke runs must visibly learn (validation macro recall well above the 0.2 of "all N"):
+# equal-class sampling and a high learning rate teach a small model N, V and Q in ~20-40 steps.
+SMOKE_LEARNS = {
+    "data.max_train": 1000,
+    "data.max_eval": 200,
+    "sampling.name": "balanced",
+    "sampling.balance_power": 1.0,
+}
+SMOKE = {
+    **SMOKE_LEARNS,
+    "train.steps_per_epoch": 10,
+    "train.batch_size": 64,
+    "optim.learning_rate": 3e-3,
+}
+SMOKE_TRAIN = {  # scripts/train.py configs: seconds on a CPU, 2 seeds, 2 epochs of 20 steps
+    **SMOKE_LEARNS,
+    "train.epochs": 2,
+    "train.steps_per_epoch": 20,
+    "train.num_seeds": 2,
+    "train.batch_size": 32,
+}
+
+
+def smoke_train(
+    config: ml_collections.ConfigDict, extra: dict[str, Any] | None = None
+) -> ml_collections.ConfigDict:
+    """A training config's ``:smoke`` variant: seconds on a CPU, and it learns (SMOKE_TRAIN)."""
+    return with_overrides(config, {**SMOKE_TRAIN, **(extra or {})})
+
+
 FULL = {  # whole epochs, on one GPU shared by 8 trials of 4 seeds each
     "train.steps_per_epoch": 0,
     "tune.seeds_per_trial": 4,

@@ -8,6 +8,8 @@ A :class:`Tracker` wraps ``MlflowClient`` with explicit run ids instead of MLflo
 from __future__ import annotations
 
 import math
+import os
+import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -36,6 +38,34 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def process_tags() -> dict[str, str]:
+    """Tags that identify this process, so a later run can tell that it died (see ``reap``)."""
+    return {"ecgjax.host": socket.gethostname(), "ecgjax.process": _process_token(os.getpid())}
+
+
+def _process_token(pid: int) -> str:
+    """``pid:start`` (start time in clock ticks on Linux), so a reused pid is not mistaken."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        start = stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "?"
+    return f"{pid}:{start}"
+
+
+def process_alive(token: str) -> bool:
+    """Whether the process named by a :func:`process_tags` token still runs on this host."""
+    pid_text, _, start = token.partition(":")
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return start == "?" or _process_token(pid) == token
 
 
 class Tracker:
@@ -68,11 +98,46 @@ class Tracker:
         return run.info.run_id
 
     def find_run(self, tag: str, value: str) -> str | None:
-        """The id of a run carrying ``tag=value`` (to avoid duplicates when a sweep resumes)."""
-        runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1
-        )
+        """The id of the newest run carrying ``tag=value`` that was not superseded (to resume it
+        instead of duplicating it)."""
+        runs = self.find_runs(tag, value)
         return runs[0].info.run_id if runs else None
+
+    def find_runs(self, tag: str, value: str, *, superseded: bool = False) -> list[Any]:
+        """Runs carrying ``tag=value``, newest first; superseded ones only when asked."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{tag}` = '{value}'",
+            order_by=["attributes.start_time DESC"],
+        )
+        return [r for r in runs if superseded or "ecgjax.superseded" not in r.data.tags]
+
+    def supersede(self, run: Any, reason: str) -> None:
+        """Mark ``run`` as replaced (``--overwrite``): KILLED if it was still RUNNING, and tagged,
+        so nothing resumes it or evaluates its (deleted) checkpoint as if it were its own."""
+        if run.info.status == "RUNNING":
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+        self.set_tags(run.info.run_id, {"ecgjax.superseded": reason})
+
+    def reopen(self, run_id: str) -> None:
+        """Set a stopped run back to RUNNING (it is being resumed)."""
+        self.client.update_run(run_id, status="RUNNING")
+
+    def reap(self) -> list[Any]:
+        """Mark KILLED the RUNNING runs of this experiment whose process (on this host) is gone.
+
+        Only runs tagged by :func:`process_tags` are considered; returns the runs it marked.
+        """
+        host = socket.gethostname()
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`ecgjax.host` = '{host}'",
+        )
+        dead = [r for r in runs if not process_alive(r.data.tags.get("ecgjax.process", ""))]
+        for r in dead:
+            self.client.set_terminated(r.info.run_id, status="KILLED")
+            self.set_tags(r.info.run_id, {"ecgjax.killed": "its process ended without closing it"})
+        return dead
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         existing = self.client.get_run(run_id).data.params

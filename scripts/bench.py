@@ -10,10 +10,10 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 from rich.console import Console
 
-from ecgjax import paths
+from ecgjax import cli, paths
 from ecgjax.bench import measure as bench
 from ecgjax.bench import report as bench_report
 from ecgjax.training.strategy import write_cache
@@ -65,4 +65,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

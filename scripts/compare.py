@@ -19,10 +19,9 @@ from absl import logging as absl_logging
 from rich.console import Console
 from rich.table import Table
 
-from ecgjax.data import DataError
+from ecgjax import cli
 from ecgjax.evaluation import compare
 from ecgjax.runtime import configure_jax
-from ecgjax.training.checkpoint import CheckpointError
 
 _DATA = flags.DEFINE_string("data", None, "Parquet test file; default: the first run's test split.")
 _METRIC = flags.DEFINE_string(
@@ -50,8 +49,8 @@ def main(argv: list[str]) -> None:
             name=_NAME.value,
             by_record=_BY_RECORD.value,
         )
-    except (CheckpointError, DataError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+    except ValueError as err:  # a bad --metric, runs with different classes, ...
+        cli.fail(err)
     console = Console(width=160)
     metrics = list(result["runs"][0]["summary"])
     table = Table(title=f"test: {result['data']['file']} (n={result['data']['n']})")
@@ -115,4 +114,4 @@ def _pair(se: float | None, ppv: float | None) -> str:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -21,13 +21,12 @@ from absl import logging as absl_logging
 from rich.console import Console
 from rich.table import Table
 
-from ecgjax.data import DataError
+from ecgjax import cli
 from ecgjax.evaluation import evaluate
 from ecgjax.evaluation import patients as patients_lib
 from ecgjax.runtime import configure_jax
 from ecgjax.scoring.aami_tables import gross_rows
 from ecgjax.scoring.aami_tables import title as aami_title
-from ecgjax.training.checkpoint import CheckpointError
 
 _RUN_ID = flags.DEFINE_string("run_id", None, "MLflow run id instead of a checkpoint folder.")
 _DATA = flags.DEFINE_string("data", None, "Parquet test file; default: the config's test split.")
@@ -38,6 +37,9 @@ _MIN_N = flags.DEFINE_float(
     "min_normal_recall", 0.95, "Recall-first point: keep N recall >= this on validation."
 )
 _N_BOOT = flags.DEFINE_integer("n_boot", 1000, "Record-bootstrap resamples for the AAMI CIs.")
+_MAX_BEATS = flags.DEFINE_integer(
+    "max_beats", None, "Evaluate a stratified sample of this many test beats (default: all)."
+)
 _NEW_ONLY = flags.DEFINE_bool(
     "new_patients_only", False, "Refuse (exit 2) a test file that shares records with training."
 )
@@ -49,7 +51,7 @@ def recall_table(report: dict[str, Any]) -> Table:
     """Per-class recall and the scalar metrics for every seed, their mean/worst and the ensemble."""
     names, rep = report["class_names"], report["metrics"]
     where = f"{report['label']} ({report['which']}, epoch {report['epoch']})"
-    t = Table(title=f"{where} on {report['data']['file']}, {report['protocol']}")
+    t = Table(title=f"{where} on {beats_title(report)}, {report['protocol']}")
     for col in ["", *names, "macro rec.", "macro F1", "bal. acc.", "accuracy"]:
         t.add_column(col, justify="right" if col else "left")
     rows = [(f"seed {s}", m) for s, m in zip(report["seeds"], rep["seeds"], strict=True)]
@@ -59,6 +61,18 @@ def recall_table(report: dict[str, Any]) -> Table:
         cells = [f"{v:.4f}" for v in m["recall"]] + [f"{m[k]:.4f}" for k in _SCALARS]
         t.add_row(label, *cells, end_section=label == "seed std")
     return t
+
+
+def beats_title(report: dict[str, Any]) -> str:
+    """``file (N beats)``, or ``file (n of N beats, --max_beats)`` for a sample."""
+    data = report["data"]
+    n, whole = int(data["n"]), int(data.get("n_file", data["n"]))
+    sample = (
+        f"{n:,} of {whole:,} beats, stratified sample (--max_beats)"
+        if n < whole
+        else f"{n:,} beats"
+    )
+    return f"{data['file']} ({sample})"
 
 
 def operating_table(report: dict[str, Any]) -> Table:
@@ -98,7 +112,7 @@ def aami_table(report: dict[str, Any]) -> Table:
     """Gross Se, +P, FPR per class of the ensemble, with record-bootstrap CIs."""
     section = report["aami"]["ensemble"]
     header, rows = gross_rows(section)
-    t = Table(title=aami_title(section, f"ensemble on {report['data']['file']}"))
+    t = Table(title=aami_title(section, f"ensemble on {beats_title(report)}"))
     for col in header:
         t.add_column(col, justify="left" if col == "class" else "right")
     for row in rows:
@@ -145,12 +159,17 @@ def floor_lines(report: dict[str, Any]) -> list[str]:
 def main(argv: list[str]) -> None:
     if (len(argv) == 2) == (_RUN_ID.value is not None):
         raise app.UsageError("give exactly one checkpoint folder or --run_id")
+    if _MAX_BEATS.value is not None and _MAX_BEATS.value < 1:
+        raise app.UsageError(f"--max_beats={_MAX_BEATS.value}: use a number of beats >= 1")
     configure_jax()
     absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns on every read-only restore
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:
         loaded = evaluate.load_ensemble(argv[1] if len(argv) == 2 else str(_RUN_ID.value))
         test, val = evaluate.load_data(loaded, _DATA.value)
+        beats_in_file = len(test)
+        if _MAX_BEATS.value is not None:
+            test = evaluate.sample_beats(loaded, test, _MAX_BEATS.value)
         patients = evaluate.patients_of(loaded, test)
         if _NEW_ONLY.value:
             patients_lib.require_new(patients, str(loaded.run_dir))
@@ -165,12 +184,11 @@ def main(argv: list[str]) -> None:
             n_boot=_N_BOOT.value,
             patients=patients,
             log_mlflow=not _NO_MLFLOW.value,
+            beats_in_file=beats_in_file,
         )
     except patients_lib.SeenPatientsError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except (CheckpointError, DataError) as err:
-        raise SystemExit(f"error: {err}") from None
     console = Console(width=150)
     loud = report["patients"] != patients_lib.NEW
     if loud:
@@ -198,4 +216,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

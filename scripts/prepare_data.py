@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ecgjax import paths
 from ecgjax.data.prepare import PrepareError, prepare
-from ecgjax.data.prepare_db import prepare_database
+from ecgjax.data.prepare_db import DatabaseResult, prepare_database
+from ecgjax.errors import one_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,24 +51,33 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or paths.data_dir()
     try:
         if args.name is None:
-            prepare(args.source, out, download=args.download, force=args.force, strict=args.strict)
-            return 0
-        result = prepare_database(
-            args.source,
-            out,
-            args.name,
-            lead=args.lead,
-            annotator=args.annotator or "atr",
-            force=args.force,
-            strict=args.strict,
-        )
+            done = prepare(
+                args.source, out, download=args.download, force=args.force, strict=args.strict
+            )
+            skipped = len(done.damaged)
+        else:
+            skipped = len(_database(args, out).skipped)
     except PrepareError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if result.skipped:
-        print(f"{len(result.skipped)} record(s) skipped: exit status 1", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    if skipped:
+        print(f"{skipped} record(s) skipped: exit status 1", file=sys.stderr)
         return 1
     return 0
+
+
+def _database(args: argparse.Namespace, out: Path) -> DatabaseResult:
+    return prepare_database(
+        args.source,
+        out,
+        args.name,
+        lead=args.lead,
+        annotator=args.annotator or "atr",
+        force=args.force,
+        strict=args.strict,
+    )
 
 
 if __name__ == "__main__":

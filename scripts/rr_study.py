@@ -10,9 +10,11 @@ saves the test predictions, and compares the arms with a paired bootstrap.
 
 import argparse
 import ast
+import sys
 from pathlib import Path
 
 from ecgjax import paths
+from ecgjax.errors import UserError, one_line
 from ecgjax.runtime import configure_jax
 from ecgjax.studies.rr_study import PROTOCOLS
 
@@ -44,6 +46,7 @@ def main() -> None:
         metavar="PATH=VALUE",
         help="config override for every arm",
     )
+    parser.add_argument("--debug", action="store_true", help="full traceback of errors")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument(
         "--journal", action="store_true", help="append hypothesis and result to report/journal.md"
@@ -78,4 +81,12 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (
+        UserError,
+        KeyError,
+    ) as err:  # KeyError: --set of an unknown config path  # a bad --set value, missing data, ...: one line, exit status 2
+        if "--debug" in sys.argv:
+            raise
+        sys.exit(print(f"error: {one_line(err)}", file=sys.stderr) or 2)

@@ -2,28 +2,37 @@
 
 uv run scripts/train.py --config configs/resnet1d.py
 uv run scripts/train.py --config configs/default_cnn.py:smoke --config.train.num_seeds=2
+uv run scripts/train.py --config configs/default_cnn.py:smoke --name mine --resume   # after a kill
 uv run scripts/train.py --config configs/interpatient_resnet1d.py:rr --config.data.cv_folds=4
+
+Each run owns ``checkpoints/<name>/`` (default name: config name, time and a random suffix). A
+name that exists is refused unless ``--resume`` continues it (same config; only
+``train.epochs`` may grow) or ``--overwrite`` deletes it and starts again. Until a run
+finishes, its folder holds ``RESUME.txt`` with the command that continues it.
 
 With ``--config.data.cv_folds=k`` (k >= 2) one ensemble trains per fold of whole records
 (``checkpoints/<name>/fold<i>/``) and the score is the fold mean with its spread; the test
 file is not evaluated unless ``--refit`` asks for a final ordinary run after the folds.
 """
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
-from ecgjax.runtime import configure_jax
-from ecgjax.training.crossval import train_cv
-from ecgjax.training.experiment import train_run
+from ecgjax import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (path[:arg]).", lock_config=True
 )
 _NAME = flags.DEFINE_string(
-    "name", None, "Run name (folder under checkpoints/); default: config name + time."
+    "name", None, "Run name (folder under checkpoints/); default: config name, time, suffix."
 )
 _RESUME = flags.DEFINE_bool(
     "resume", False, "Continue the run named --name from its latest checkpoint."
+)
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Delete the run named --name (checkpoints, files) and start it again."
 )
 _REFIT = flags.DEFINE_bool(
     "refit",
@@ -35,15 +44,29 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv: list[str]) -> None:
     del argv
-    config = _CONFIG.value
-    configure_jax()
-    if int(config.data.cv_folds) >= 2:
-        train_cv(config, run_name=_NAME.value, resume=_RESUME.value, refit=_REFIT.value)
-    elif _REFIT.value:
+    from ecgjax.training.validate import validate  # imports JAX: after the flags are parsed
+
+    config = validate(_CONFIG.value)
+    if _REFIT.value and int(config.data.cv_folds) < 2:
         raise app.UsageError("--refit applies to cross-validation (--config.data.cv_folds >= 2)")
+    from ecgjax.runtime import configure_jax
+    from ecgjax.training.crossval import train_cv
+    from ecgjax.training.experiment import train_run
+
+    configure_jax()
+    name, resume, overwrite = _NAME.value, _RESUME.value, _OVERWRITE.value
+    if int(config.data.cv_folds) >= 2:
+        train_cv(
+            config,
+            run_name=name,
+            resume=resume,
+            overwrite=overwrite,
+            refit=_REFIT.value,
+            command=sys.argv,
+        )
     else:
-        train_run(config, run_name=_NAME.value, resume=_RESUME.value)
+        train_run(config, run_name=name, resume=resume, overwrite=overwrite, command=sys.argv)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

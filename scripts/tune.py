@@ -15,6 +15,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from ecgjax import cli
+from ecgjax.training.validate import validate
 from ecgjax.tuning import journal, sweep
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -43,7 +45,7 @@ def main(argv: list[str]) -> None:
             raise app.UsageError("--config is required (or --resume <sweep_id>)")
         config_file = config_flags.get_config_filename(flags.FLAGS["config"])
         sweep.run_sweep(
-            _CONFIG.value,
+            validate(_CONFIG.value),
             config_file,
             _HYPOTHESIS.value,
             name=_NAME.value,
@@ -55,4 +57,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)  # user errors (a bad config value, ...): one line, exit status 2

@@ -266,3 +266,30 @@ def test_new_patients_only_refuses_with_exit_status_2(trained: tuple[Path, RunRe
     assert "mitbih_ds2.parq shares 3 of its 3 records" in lines[0]
     assert "heart_big_train.parq" in lines[0]
     assert not (run_dir / "evaluation" / "mitbih_ds2_guard.json").exists()
+
+
+def test_whole_file_unless_max_beats(trained: tuple[Path, RunResult]) -> None:
+    run_dir, _ = trained
+    smoke = copy_run(run_dir, "smoke_like")  # a smoke config subsamples validation and test
+    config = json.loads((smoke / "config.json").read_text())
+    config["data"]["max_eval"] = 20
+    (smoke / "config.json").write_text(json.dumps(config))
+    loaded = evaluate.load_ensemble(smoke)
+    test, _ = evaluate.load_data(loaded)
+    assert len(test) == len(data_lib.load_parquet(paths.data_dir() / "heart_big_test.parq", 5))
+    sample = evaluate.sample_beats(loaded, test, 30)
+    assert len(sample) == 30
+    report = evaluate.evaluate(
+        loaded,
+        sample,
+        name="sample",
+        n_boot=10,
+        write=False,
+        log_mlflow=False,
+        beats_in_file=len(test),
+    )
+    script = evaluate_script()
+    title = script.beats_title(report)  # type: ignore[attr-defined]
+    assert f"30 of {len(test)} beats" in title and "--max_beats" in title
+    report["data"]["n_file"] = len(sample)
+    assert script.beats_title(report).endswith("(30 beats)")  # type: ignore[attr-defined]

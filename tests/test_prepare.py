@@ -190,7 +190,7 @@ def test_script_entry_point(source, tmp_path, capsys):
     assert script.main(["--source", str(source), "--out", str(out)]) == 0
     assert script.main(["--source", str(source), "--out", str(out)]) == 0
     assert "Nothing to do" in capsys.readouterr().out
-    assert script.main(["--source", str(tmp_path / "nope"), "--out", str(out)]) == 1
+    assert script.main(["--source", str(tmp_path / "nope"), "--out", str(out)]) == 2
     with pytest.raises(SystemExit):
         script.main([])
 

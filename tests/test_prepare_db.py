@@ -204,7 +204,7 @@ def test_skipped_records_are_named_counted_and_refused_when_strict(
     assert "Nothing to do" in capsys.readouterr().out
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     strict = tmp_path / "strict"
-    assert script.main([*args[:2], "--out", str(strict), "--name", "mixed", "--strict"]) == 1
+    assert script.main([*args[:2], "--out", str(strict), "--name", "mixed", "--strict"]) == 2
     err = capsys.readouterr().err
     assert "strict, nothing written" in err and "record db_broken: truncated" in err
     assert not strict.exists() or not list(strict.iterdir())
@@ -215,8 +215,8 @@ def test_skipped_records_are_named_counted_and_refused_when_strict(
 def test_names_and_flags_are_checked(databases: dict[int, Path], tmp_path: Path) -> None:
     script = _script()
     src = ["--source", str(databases[128]), "--out", str(tmp_path)]
-    assert script.main([*src, "--name", "mitbih_ds1"]) == 1  # would overwrite MIT-BIH data
-    assert script.main([*src, "--name", "../up"]) == 1
+    assert script.main([*src, "--name", "mitbih_ds1"]) == 2  # would overwrite MIT-BIH data
+    assert script.main([*src, "--name", "../up"]) == 2
     for bad in (["--lead", "II"], ["--annotator", "qrs"], ["--download", "--name", "x"]):
         with pytest.raises(SystemExit):
             script.main([*src, *bad] if "--download" not in bad else bad)

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ecgjax.data.rr import rr_features
+from ecgjax.errors import UserError
 
 FEATURE_LEN = 187
 PADDED_LEN = 192
@@ -27,7 +28,7 @@ LEAD2_PREFIX = "lead2_"  # lead2_0 ... lead2_186: the second lead, cut like the 
 HAS_LEAD2 = "has_lead2"  # 1 where the beat's record has a second lead (else zeros in lead2_*)
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset file is missing or malformed; the message starts with the file path."""
 
 

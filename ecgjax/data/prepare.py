@@ -21,8 +21,16 @@ from rich.table import Table
 
 from ecgjax.data import mitbih
 from ecgjax.data.beats import BeatData, write_parquet
-from ecgjax.data.prepare_store import input_checksums, read_manifest, sha256, staged, versions
+from ecgjax.data.prepare_store import (
+    input_checksums,
+    read_manifest,
+    remove_stale_temps,
+    sha256,
+    staged,
+    versions,
+)
 from ecgjax.data.splits import class_counts, stratified_split
+from ecgjax.errors import UserError
 
 OUTPUTS = {
     "train": "heart_big_train.parq",
@@ -40,7 +48,7 @@ FORMAT_VERSION = (
 )
 
 
-class PrepareError(RuntimeError):
+class PrepareError(UserError, RuntimeError):
     """Preparation cannot proceed (no records, damaged records under ``strict``, ...)."""
 
 
@@ -94,6 +102,11 @@ def prepare(
     console = Console()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    stale = remove_stale_temps(list(_out_files(out_dir).values()))
+    if stale:
+        console.print(
+            f"[yellow]Removed {len(stale)} temp file(s) left in {out_dir} by an interrupted run."
+        )
     if download:
         source = _download(out_dir / "mitdb", console)
     if source is None or not Path(source).is_dir():
@@ -105,12 +118,17 @@ def prepare(
     inputs = input_checksums(source, [f for n in names for f in mitbih.input_files(source, n)])
     params = parameters()
     expected = set(_out_files(out_dir)) - {"manifest"}
-    if not force and read_manifest(out_dir / MANIFEST, inputs, params, expected) is not None:
+    done = None if force else read_manifest(out_dir / MANIFEST, inputs, params, expected)
+    if done is not None:
+        skipped = list(done.get("skipped_records", []))
         console.print(
-            f"[green]Nothing to do: {out_dir} is up to date with {source}.", soft_wrap=True
+            f"[green]Nothing to do: {out_dir} is up to date with {source}"
+            + (f" [red](built without {_skipped_names(skipped)})" if skipped else "")
+            + ".",
+            soft_wrap=True,
         )
         return PrepareResult(
-            out_dir, True, _out_files(out_dir), seconds=time.perf_counter() - start
+            out_dir, True, _out_files(out_dir), damaged=skipped, seconds=time.perf_counter() - start
         )
 
     beats, damaged = _extract_all(source, names, progress, console)
@@ -125,9 +143,12 @@ def prepare(
     leads = {b.record: {"lead": b.lead, "lead2": b.lead2_name, "note": b.note} for b in beats}
     meta = {"source": str(source), "inputs": inputs, "parameters": params, "records": leads}
     _write_all(out_dir, data, has_lead2, splits, counts, meta | {"skipped_records": damaged})
-    _print_table(console, counts)
+    _print_table(console, counts, damaged)
     seconds = time.perf_counter() - start
-    console.print(f"Wrote {len(OUTPUTS)} datasets to {out_dir} in {seconds:.1f} s.")
+    line = f"Wrote {len(OUTPUTS)} datasets to {out_dir} in {seconds:.1f} s"
+    if damaged:
+        line = f"[red]{line}; skipped {len(damaged)} record(s): {_skipped_names(damaged)}"
+    console.print(line + ".", soft_wrap=True)
     return PrepareResult(out_dir, False, _out_files(out_dir), counts, damaged, seconds)
 
 
@@ -282,8 +303,14 @@ def _plot(path: Path, counts: dict[str, list[int]], means: list[np.ndarray | Non
     plt.close(fig)
 
 
-def _print_table(console: Console, counts: dict[str, list[int]]) -> None:
-    table = Table(title="Beats per class")
+def _skipped_names(damaged: list[str]) -> str:
+    """``232, 233``: the record names of :class:`mitbih.RecordError` messages."""
+    return ", ".join(m.removeprefix("record ").split(":", 1)[0] for m in damaged)
+
+
+def _print_table(console: Console, counts: dict[str, list[int]], damaged: list[str]) -> None:
+    caption = f"[red]skipped (damaged): {'; '.join(damaged)}" if damaged else None
+    table = Table(title="Beats per class", caption=caption)
     table.add_column("split")
     for n in (*mitbih.CLASS_NAMES, "total"):
         table.add_column(n, justify="right")

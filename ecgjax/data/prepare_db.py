@@ -29,7 +29,14 @@ from rich.table import Table
 from ecgjax.data import mitbih
 from ecgjax.data.beats import write_parquet
 from ecgjax.data.prepare import FORMAT_VERSION, OUTPUTS, PrepareError, stack_beats
-from ecgjax.data.prepare_store import input_checksums, read_manifest, sha256, staged, versions
+from ecgjax.data.prepare_store import (
+    input_checksums,
+    read_manifest,
+    remove_stale_temps,
+    sha256,
+    staged,
+    versions,
+)
 from ecgjax.data.splits import class_counts
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -98,6 +105,8 @@ def prepare_database(
         raise PrepareError(f"{source}: no WFDB records (no RECORDS file and no *.hea)")
     out_dir.mkdir(parents=True, exist_ok=True)
     data_file, summary_file = out_dir / f"{name}.parq", out_dir / f"{name}.json"
+    if remove_stale_temps([data_file, summary_file]):
+        console.print(f"[yellow]Removed the temp files an interrupted run left in {out_dir}.")
     files = [f for n in names for f in mitbih.input_files(source, n, annotator)]
     inputs = input_checksums(source, files)
     params = parameters(lead, annotator)

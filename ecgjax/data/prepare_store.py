@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
@@ -74,6 +75,41 @@ def read_manifest(
     return manifest
 
 
+_TEMP_TAG = ".tmp"
+_TEMP = re.compile(r"\.tmp(\d+)$")
+
+
+def remove_stale_temps(finals: Sequence[Path]) -> list[Path]:
+    """Delete the temp files that a killed run left beside ``finals``.
+
+    Temps are hidden files named after an output and ending in ``.tmp<pid>`` (those of
+    :func:`staged`, and the parquet writer's own temp inside them); one is stale when that
+    process no longer runs (a live one belongs to a preparation running right now). Returns
+    the removed paths.
+    """
+    removed = []
+    folders = {final.parent for final in finals}
+    names = [final.name for final in finals]
+    for folder in folders:
+        for temp in folder.iterdir() if folder.is_dir() else []:
+            match = _TEMP.search(temp.name)
+            ours = temp.name.startswith(".") and any(n in temp.name for n in names)
+            if match and ours and not _alive(int(match.group(1))):
+                temp.unlink(missing_ok=True)
+                removed.append(temp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def staged(finals: Sequence[Path]) -> Iterator[dict[Path, Path]]:
     """Yield ``{final path: temp path}``; when the block succeeds, rename the temps in order.
@@ -81,7 +117,7 @@ def staged(finals: Sequence[Path]) -> Iterator[dict[Path, Path]]:
     Put the manifest last in ``finals``. The temps are removed whatever happens, so a failure in
     the block (or in a rename) leaves no stray files.
     """
-    tag = f".tmp{os.getpid()}"
+    tag = f"{_TEMP_TAG}{os.getpid()}"
     temps = {p: p.with_name(f".{p.name}{tag}") for p in finals}
     try:
         yield temps

@@ -27,7 +27,7 @@ from ecgjax import paths
 from ecgjax.data import inputs as inputs_lib
 from ecgjax.evaluation import patients as patients_lib
 from ecgjax.evaluation import plots as eval_plots
-from ecgjax.evaluation.tracking import EVAL_EXPERIMENT, log_evaluation
+from ecgjax.evaluation.tracking import EVAL_EXPERIMENT, check_owner, log_evaluation
 from ecgjax.evaluation.tracking import find_tracked_run as find_tracked_run  # re-exported
 from ecgjax.scoring import aami
 from ecgjax.scoring import metrics as metrics_lib
@@ -36,6 +36,7 @@ from ecgjax.tracking import Tracker
 from ecgjax.training import checkpoint as ckpt
 from ecgjax.training.engine import Ensemble
 from ecgjax.training.step import TrainState
+from ecgjax.training.validate import validate
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -83,6 +84,7 @@ def resolve_source(source: str | Path) -> Path:
         folder = tags.get("ecgjax.checkpoint") or tags.get("ecgjax.run_dir")
         if not folder:
             raise ckpt.CheckpointError(f"MLflow run {text}: has no ecgjax.checkpoint tag")
+        check_owner(tracker, run, folder)
         return Path(folder)
     raise ckpt.CheckpointError(
         f"{text}: no such checkpoint folder, sweep or MLflow run id "
@@ -101,7 +103,7 @@ def load_ensemble(source: str | Path) -> Loaded:
     run_dir, which = ckpt.find_run_dir(resolve_source(source).resolve())
     config_json, meta = ckpt.read_run_files(run_dir)
     try:
-        config = config_lib.from_json(config_json)
+        config = validate(config_lib.from_json(config_json))
         n = int(meta["num_classes"])
         if n != int(config.data.num_classes) or len(meta["class_names"]) != n:
             raise ValueError(
@@ -127,8 +129,10 @@ def _data_file(name: str) -> Path:
 def load_data(
     loaded: Loaded, data_path: str | Path | None = None
 ) -> tuple[data_lib.BeatData, data_lib.BeatData | None]:
-    """``(test, val)``: the config's splits, or a whole parquet file as test.
+    """``(test, val)``: the config's test and validation splits, or a whole parquet file as test.
 
+    Whole files: a smoke config's ``data.max_eval`` does not apply here (:func:`sample_beats`
+    takes a sample when asked, and the report names it).
     ``val`` (for the operating point) comes from the config's training file; it is ``None`` when
     that file is not here but another test file was given.
 
@@ -136,7 +140,7 @@ def load_data(
         DataError: unreadable file, labels outside the model's classes, or an RR-context model on a
             file without ``record``/``sample`` columns.
     """
-    config = loaded.config
+    config = config_lib.with_overrides(loaded.config, {"data.max_eval": 0})
     try:
         splits: data_lib.Splits | None = data_lib.load_splits(config)
     except data_lib.DataError:
@@ -171,6 +175,14 @@ def load_data(
         else:
             test = data_lib.with_inputs(test, config.data)
     return test, val
+
+
+def sample_beats(loaded: Loaded, split: data_lib.BeatData, max_beats: int) -> data_lib.BeatData:
+    """A stratified sample of ``max_beats`` beats of ``split`` (all of them when it is smaller)."""
+    if max_beats >= len(split):
+        return split
+    seed = int(loaded.config.data.split_seed)
+    return split.subset(data_lib.stratified_subsample(split.y, max_beats, seed))
 
 
 def predict(loaded: Loaded, split: data_lib.BeatData) -> np.ndarray:
@@ -208,6 +220,7 @@ def evaluate(
     patients: dict[str, Any] | None = None,
     write: bool = True,
     log_mlflow: bool = True,
+    beats_in_file: int | None = None,
 ) -> dict[str, Any]:
     """Score ``loaded`` on ``split``: per seed, seed mean/std/worst and ensemble, plus figures.
 
@@ -215,7 +228,8 @@ def evaluate(
     keeping N recall >= ``min_normal_recall``, and compared with argmax on ``split``. The
     ``aami`` section holds the ensemble's gross, record-average and per-record Se/+P/FPR with
     ``n_boot`` record-bootstrap intervals (gross only for the seeds). ``patients`` is
-    :func:`patients_of` (computed when not given). Returns the report written to
+    :func:`patients_of` (computed when not given). ``beats_in_file``: the file's size when
+    ``split`` is a sample of it (``--max_beats``), for the title. Returns the report written to
     ``<run>/evaluation/<name>.json``.
     """
     if not re.fullmatch(r"[\w.\-]+", name):
@@ -237,6 +251,7 @@ def evaluate(
         "data": {
             "file": split.source,
             "n": len(split),
+            "n_file": beats_in_file or len(split),
             "class_counts": data_lib.class_counts(split.y, loaded.num_classes).tolist(),
         },
         "class_names": names,

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from ecgjax import paths
 from ecgjax.data import DataError
+from ecgjax.errors import UserError
 
 SEEN, NEW, UNKNOWN = "seen", "new", "unknown"
 PROTOCOLS = {
@@ -30,7 +31,7 @@ PROTOCOLS = {
 }
 
 
-class SeenPatientsError(RuntimeError):
+class SeenPatientsError(UserError, RuntimeError):
     """The evaluated file shares patients with the training data (or cannot be checked)."""
 
 

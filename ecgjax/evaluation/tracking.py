@@ -16,6 +16,7 @@ from ecgjax import config as config_lib
 from ecgjax.scoring import aami_tables
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.tracking import Tracker
+from ecgjax.training.checkpoint import CheckpointError
 
 if TYPE_CHECKING:
     from ecgjax.evaluation.evaluate import Loaded
@@ -46,6 +47,27 @@ def find_tracked_run(tracker: Tracker, run_dir: Path) -> str | None:
             if trials:
                 return trials[0].info.run_id
     return None
+
+
+def check_owner(tracker: Tracker, run: Any, folder: str) -> None:
+    """Refuse a run whose folder now holds another run's model (overwritten, or shared by two
+    runs started in the same second before run folders were claimed exclusively)."""
+    text = run.info.run_id
+    if "ecgjax.superseded" in run.data.tags:
+        raise CheckpointError(
+            f"MLflow run {text}: superseded ({run.data.tags['ecgjax.superseded']}); {folder} "
+            "holds another run's model now"
+        )
+    ids = [e.experiment_id for e in tracker.client.search_experiments()]
+    for value in ("ecgjax.run_dir", "ecgjax.checkpoint"):
+        for other in tracker.client.search_runs(ids, filter_string=f"tags.`{value}` = '{folder}'"):
+            later = other.info.start_time > run.info.start_time
+            if other.info.run_id != text and later and "ecgjax.superseded" not in other.data.tags:
+                raise CheckpointError(
+                    f"MLflow run {text}: {folder} was also written by the later run "
+                    f"{other.info.run_id} ({other.info.run_name}); the model there may not be "
+                    f"this run's"
+                )
 
 
 def log_evaluation(loaded: Loaded, report: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.training.checkpoint import write_json_atomic
 from ecgjax.training.experiment import train_run
+from ecgjax.training.validate import validate
 
 PROTOCOLS = {
     "beat-level": "configs/resnet1d.py",
@@ -58,46 +59,51 @@ def train_arms(
     Returns the path of ``arms.json``. Checkpoints go to ``out_dir/runs/<protocol>-<arm>``;
     each arm is an MLflow run (experiment ``ecgjax-rr-study``) with its curves and confusion.
     """
+    plan = {
+        (protocol, arm): validate(arm_config(config_file, rr, seeds, overrides or {}))
+        for protocol, config_file in (protocols or PROTOCOLS).items()
+        for arm, rr in ARMS.items()
+    }  # every arm's config checked before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays, arms = _previous(out_dir)  # re-running one protocol keeps the others' results
-    for protocol, config_file in (protocols or PROTOCOLS).items():
-        for arm, rr in ARMS.items():
-            config = arm_config(config_file, rr, seeds, overrides or {})
-            splits = data_lib.load_splits(config)
-            start = time.time()
-            result = train_run(
-                config,
-                run_name=f"{protocol}-{arm}",
-                run_dir=out_dir / "runs" / f"{protocol}-{arm}",
-                splits=splits,
-                experiment=EXPERIMENT,
-                progress=progress,
-                tags={"ecgjax.protocol": protocol, "ecgjax.arm": arm},
-            )
-            wall = time.time() - start
-            assert result.test_probs is not None and result.test_report is not None
-            key = f"{protocol}/{arm}"
-            arrays[f"{key}/probs"] = result.test_probs.astype(np.float16)
-            arrays[f"{protocol}/y"] = splits.test.y
-            if splits.test.record is not None:  # per-patient breakdown in the analysis
-                arrays[f"{protocol}/record"] = splits.test.record.astype(str)
-            arms[key] = {
-                "protocol": protocol,
-                "arm": arm,
-                "config_file": config_file,
-                "config": json.loads(config_lib.to_json(config)),
-                "seconds": wall,
-                "best_epoch": result.best_epoch,
-                "best_val": result.best_metric,
-                "test_file": Path(splits.test.source).name,
-                "class_names": list(config.data.class_names),
-                "seed_mean": result.test_report["seed_mean"],
-                "seed_std": result.test_report["seed_std"],
-                "ensemble": result.test_report["ensemble"],
-                "strategy": f"{result.strategy}/{result.dispatch}",
-            }
-            m = result.test_report["seed_mean"]
-            log(f"{key}: {wall:.0f} s; test recall per class {np.round(m['recall'], 3).tolist()}")
+    for (protocol, arm), config in plan.items():
+        config_file = (protocols or PROTOCOLS)[protocol]
+        splits = data_lib.load_splits(config)
+        start = time.time()
+        result = train_run(
+            config,
+            run_name=f"{protocol}-{arm}",
+            run_dir=out_dir / "runs" / f"{protocol}-{arm}",
+            splits=splits,
+            experiment=EXPERIMENT,
+            progress=progress,
+            tags={"ecgjax.protocol": protocol, "ecgjax.arm": arm},
+            overwrite=True,  # re-running a protocol replaces its arms (the study's own folders)
+        )
+        wall = time.time() - start
+        assert result.test_probs is not None and result.test_report is not None
+        key = f"{protocol}/{arm}"
+        arrays[f"{key}/probs"] = result.test_probs.astype(np.float16)
+        arrays[f"{protocol}/y"] = splits.test.y
+        if splits.test.record is not None:  # per-patient breakdown in the analysis
+            arrays[f"{protocol}/record"] = splits.test.record.astype(str)
+        arms[key] = {
+            "protocol": protocol,
+            "arm": arm,
+            "config_file": config_file,
+            "config": json.loads(config_lib.to_json(config)),
+            "seconds": wall,
+            "best_epoch": result.best_epoch,
+            "best_val": result.best_metric,
+            "test_file": Path(splits.test.source).name,
+            "class_names": list(config.data.class_names),
+            "seed_mean": result.test_report["seed_mean"],
+            "seed_std": result.test_report["seed_std"],
+            "ensemble": result.test_report["ensemble"],
+            "strategy": f"{result.strategy}/{result.dispatch}",
+        }
+        m = result.test_report["seed_mean"]
+        log(f"{key}: {wall:.0f} s; test recall per class {np.round(m['recall'], 3).tolist()}")
     save: Any = np.savez_compressed  # numpy stubs mistype **arrays as allow_pickle
     tmp = out_dir / "predictions.tmp.npz"
     save(tmp, **arrays)

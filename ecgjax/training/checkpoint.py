@@ -22,10 +22,11 @@ from typing import Any
 
 import orbax.checkpoint as ocp
 
+from ecgjax.errors import UserError
 from ecgjax.training.step import TrainState
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, damaged or does not match the config it is restored with."""
 
 

@@ -11,7 +11,7 @@ trains one ordinary run (the single validation split) and evaluates the test fil
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.data import folds
 from ecgjax.scoring import aami, aami_tables
-from ecgjax.tracking import Tracker
+from ecgjax.tracking import Tracker, process_tags
+from ecgjax.training import rundir
 from ecgjax.training.checkpoint import write_json_atomic
 from ecgjax.training.experiment import console, train_run
 from ecgjax.training.run import RunResult
@@ -68,22 +69,39 @@ def train_cv(
     *,
     run_name: str | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     experiment: str = "ecgjax-train",
     progress: bool = True,
     refit: bool = False,
+    command: Sequence[str] | None = None,
 ) -> CVResult:
     """Cross-validate ``config`` over the records of its training file (``data.cv_folds`` folds).
 
     Raises:
         ValueError: ``data.cv_folds < 2``, or fewer records than folds.
         DataError: the training file has no ``record`` column.
+        RunDirError: the name is taken, or there is nothing to resume under it.
     """
     k = int(config.data.cv_folds)
     if k < 2:
         raise ValueError(f"data.cv_folds={k}: cross-validation needs 2 or more folds")
-    name = run_name or f"{config.name}-cv{k}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = paths.checkpoints_dir() / name
-    cv = folds.load_cv(config)
+    run_dir = rundir.claim(
+        paths.checkpoints_dir(),
+        run_name,
+        f"{config.name}-cv{k}",
+        resume=resume,
+        overwrite=overwrite,
+    )
+    name = run_dir.name
+    rundir.write_resume_note(run_dir, rundir.resume_command(command, name))
+    try:
+        if resume:
+            rundir.check_resume_config(run_dir, config)
+        cv = folds.load_cv(config)
+    except BaseException:
+        if not resume:
+            rundir.release(run_dir)
+        raise
     names = list(config.data.class_names)
     console.print(
         f"{k}-fold cross-validation over the {len(np.unique(np.asarray(cv.pool.record)))} records of "
@@ -91,10 +109,15 @@ def train_cv(
         + (" until the refit" if refit else " (selection must not look at it)")
     )
     tracker = Tracker(experiment)
-    parent = tracker.find_run("ecgjax.run_dir", str(run_dir)) if resume else None
-    if parent is None:
+    previous = tracker.find_runs("ecgjax.run_dir", str(run_dir))
+    if resume and previous:
+        parent = previous[0].info.run_id
+        tracker.reopen(parent)
+    else:
+        for old in previous:
+            tracker.supersede(old, f"{run_dir} was started again (--overwrite)")
         tags = {"ecgjax.run_dir": str(run_dir), "ecgjax.kind": "cv", "ecgjax.cv_folds": k}
-        parent = tracker.start_run(name, tags=tags)
+        parent = tracker.start_run(name, tags=tags | process_tags())
     tracker.log_params(parent, config_lib.flatten(config))
     status = "FAILED"
     try:
@@ -152,6 +175,7 @@ def train_cv(
             run_dir=run_dir / "refit",
             tags={"ecgjax.cv_parent": name},
         )
+    rundir.clear_resume_note(run_dir)
     return out
 
 

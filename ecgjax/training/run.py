@@ -131,7 +131,11 @@ class TrainingRun:
             ckpt.write_run_files(
                 self.run_dir, config_lib.to_json(config), run_metadata(config, splits, self.ens)
             )
-        self.state, self.progress = _start(self.ens, self.saver, resume, restore_from)
+        try:
+            self.state, self.progress = _start(self.ens, self.saver, resume, restore_from)
+        except BaseException:
+            self.close()  # no checkpoint writer left running behind a failed restore
+            raise
         if restore_from is not None:
             self.state = self.state.replace(
                 opt_state=set_hyperparams(

@@ -1,0 +1,211 @@
+"""Config validation in one place, run by every script before anything is written.
+
+:func:`validate` checks value ranges, names and cross-field rules of a whole config and
+raises :class:`ConfigError` (a one-line :class:`ecgjax.errors.UserError`) naming the key, the
+value and what is allowed. The allowed names come from the registries that use them
+(``models.MODELS``, ``losses.LOSSES``, ``inputs.CHANNELS``, ``strategy.STRATEGIES``, ...), so a
+new model or loss is valid as soon as it is registered. This sits in ``training`` because it
+needs those registries; the tuning names it checks are the ones ``ecgjax.tuning.trainable``
+accepts (a test keeps the two lists equal).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import ml_collections
+
+from ecgjax.data import inputs
+from ecgjax.errors import UserError
+from ecgjax.models import MODELS
+from ecgjax.scoring.metrics import FLAT_SCALARS, OBJECTIVES
+from ecgjax.training.losses import LOSSES
+from ecgjax.training.strategy import DISPATCHES, STRATEGIES
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "plateau")
+SAMPLINGS = ("uniform", "balanced")
+NORMS = ("none", "batch", "layer")
+POOLS = ("flatten", "global")
+VAL_SPLITS = ("stratified", "record")
+DATASETS = ("mitbih", "ptb", "interpatient")
+SCHEDULERS = ("asha", "hyperband", "pbt", "fifo")  # ecgjax.tuning.trainable.make_scheduler
+SEARCHES = ("random", "grid", "optuna")  # ecgjax.tuning.trainable.make_search
+
+
+class ConfigError(UserError, ValueError):
+    """A config value is out of range, unknown, or inconsistent with another value."""
+
+
+def _num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def _int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+# (key, check, what is allowed); the check gets the value.
+def _at_least(lo: float, integer: bool = True) -> tuple[Callable[[Any], bool], str]:
+    kind = "an integer" if integer else "a number"
+    return (lambda v: (_int(v) if integer else _num(v)) and v >= lo), f"{kind} >= {lo:g}"
+
+
+def _above(lo: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: _num(v) and v > lo), f"a number > {lo:g}"
+
+
+def _unit(closed_right: bool = True) -> tuple[Callable[[Any], bool], str]:
+    if closed_right:
+        return (lambda v: _num(v) and 0 <= v <= 1), "a number in [0, 1]"
+    return (lambda v: _num(v) and 0 <= v < 1), "a number in [0, 1)"
+
+
+def _open_unit() -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: _num(v) and 0 < v < 1), "a number in (0, 1)"
+
+
+def _one_of(names: Iterable[str]) -> tuple[Callable[[Any], bool], str]:
+    allowed = tuple(names)
+    return (lambda v: v in allowed), "one of " + ", ".join(allowed)
+
+
+def select_metrics(class_names: Iterable[str]) -> list[str]:
+    """Names ``train.select_metric`` accepts (validation keys ``val/<name>`` of every epoch)."""
+    per_class = [f"{k}_{n}" for k in ("recall", "precision", "f1") for n in class_names]
+    return [*FLAT_SCALARS, *OBJECTIVES, "macro_precision", *per_class]
+
+
+def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool], str]]:
+    return {
+        "seed": _at_least(0),
+        "data.dataset": _one_of(DATASETS),
+        "data.num_classes": _at_least(2),
+        "data.val_fraction": _open_unit(),
+        "data.split_seed": _at_least(0),
+        "data.val_split": _one_of(VAL_SPLITS),
+        "data.cv_folds": ((lambda v: _int(v) and (v == 0 or v >= 2)), "0 (off) or an integer >= 2"),
+        "data.max_train": _at_least(0),
+        "data.max_eval": _at_least(0),
+        "data.template": _one_of(inputs.TEMPLATES),
+        "data.template_beats": _at_least(1),
+        "model.name": _one_of(MODELS),
+        "model.hidden": _at_least(1),
+        "model.num_blocks": _at_least(1),
+        "model.num_heads": _at_least(1),
+        "model.dropout": _unit(closed_right=False),
+        "model.norm": _one_of(NORMS),
+        "model.pool": _one_of(POOLS),
+        "model.kernel_size": _at_least(1),
+        "model.se_ratio": _at_least(0),
+        "model.rr_width": _at_least(1),
+        "model.rr_beat_dropout": _unit(closed_right=False),
+        "loss.name": _one_of(LOSSES),
+        "loss.class_weight_power": _at_least(0, integer=False),
+        "loss.focal_gamma": _at_least(0, integer=False),
+        "loss.label_smoothing": _unit(closed_right=False),
+        "sampling.name": _one_of(SAMPLINGS),
+        "sampling.balance_power": _unit(),
+        "augment.scale": _unit(closed_right=False),
+        "augment.shift": _at_least(0, integer=False),
+        "augment.noise": _at_least(0, integer=False),
+        "augment.time_shift": _at_least(0),
+        "optim.name": _one_of(OPTIMIZERS),
+        "optim.learning_rate": _above(0),
+        "optim.weight_decay": _at_least(0, integer=False),
+        "optim.momentum": _unit(closed_right=False),
+        "optim.schedule": _one_of(SCHEDULES),
+        "optim.warmup_epochs": _at_least(0),
+        "optim.plateau_patience": _at_least(1),
+        "optim.plateau_factor": _open_unit(),
+        "optim.grad_clip": _at_least(0, integer=False),
+        "train.batch_size": _at_least(1),
+        "train.epochs": _at_least(1),
+        "train.steps_per_epoch": _at_least(0),
+        "train.num_seeds": _at_least(1),
+        "train.eval_batch_size": _at_least(1),
+        "train.select_metric": _one_of(select_metrics(c.data.class_names)),
+        "train.early_stop_patience": _at_least(0),
+        "ensemble.strategy": _one_of(("auto", *STRATEGIES)),
+        "ensemble.dispatch": _one_of(("auto", *DISPATCHES)),
+        "ensemble.scan_steps": _at_least(1),
+        "tune.scheduler": _one_of(SCHEDULERS),
+        "tune.search": _one_of(SEARCHES),
+        "tune.mode": _one_of(("max", "min")),
+        "tune.num_samples": _at_least(1),
+        "tune.max_epochs": _at_least(1),
+        "tune.grace_period": _at_least(1),
+        "tune.reduction_factor": _above(1),
+        "tune.perturbation_interval": _at_least(1),
+        "tune.max_concurrent": _at_least(1),
+        "tune.cpus_per_trial": _above(0),
+        "tune.gpus_per_trial": _at_least(0, integer=False),
+        "tune.seeds_per_trial": _at_least(1),
+    }
+
+
+def _get(c: ml_collections.ConfigDict, dotted: str) -> Any:
+    node: Any = c
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _bad(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"config: {key}={value!r} is not allowed; use {allowed}")
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Check every value of ``config``; return it unchanged, or raise :class:`ConfigError`.
+
+    Raises:
+        ConfigError: the first bad value, naming the key and the allowed values.
+    """
+    c = config
+    try:
+        rules = _rules(c)
+        values = {key: _get(c, key) for key in rules}
+    except (KeyError, AttributeError) as err:
+        raise ConfigError(f"config: missing key {err} (start configs from base_config())") from None
+    for key, (check, allowed) in rules.items():
+        if not check(values[key]):
+            raise _bad(key, values[key], allowed)
+    _cross_field(c)
+    return config
+
+
+def _cross_field(c: ml_collections.ConfigDict) -> None:
+    names = list(c.data.class_names)
+    if len(names) != int(c.data.num_classes) or len(set(names)) != len(names):
+        raise ConfigError(
+            f"config: data.class_names={names} must be {c.data.num_classes} distinct names "
+            "(data.num_classes)"
+        )
+    try:
+        inputs.parse_channels(c.data.channels)
+    except ValueError as err:
+        raise ConfigError(f"config: {err}") from None
+    if c.model.name == "transformer" and int(c.model.hidden) % int(c.model.num_heads):
+        raise ConfigError(
+            f"config: model.hidden={c.model.hidden} must be divisible by model.num_heads="
+            f"{c.model.num_heads} for the transformer"
+        )
+    if c.tune.scheduler == "asha" and c.tune.grace_period > c.tune.max_epochs:
+        raise ConfigError(
+            f"config: tune.grace_period={c.tune.grace_period} must be <= tune.max_epochs="
+            f"{c.tune.max_epochs} (ASHA's first rung)"
+        )
+    if c.tune.scheduler == "pbt" and c.tune.search != "random":
+        raise ConfigError(
+            f"config: tune.search={c.tune.search!r} with tune.scheduler='pbt'; use "
+            "tune.search='random' (PBT samples its population itself)"
+        )
+    metric = str(c.tune.metric)
+    prefix, _, rest = metric.partition("/")
+    if prefix not in ("val", "cv") or rest.rpartition("/")[2] not in select_metrics(names):
+        raise ConfigError(
+            f"config: tune.metric={metric!r} is not allowed; use val/<metric> with <metric> one "
+            f"of {', '.join(select_metrics(names))}"
+        )
