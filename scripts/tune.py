@@ -18,7 +18,7 @@ from typing import Any
 from absl import app, flags
 from ml_collections import config_flags
 
-from ecgjax.tuning import journal, sweep
+from ecgjax.tuning import cluster, journal, sweep
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Sweep config file (path[:arg]).", lock_config=True
@@ -65,7 +65,12 @@ def main(argv: list[str]) -> None:
             name=_NAME.value,
             **ray_options,
         )
-    except (journal.HypothesisRequired, FileExistsError, FileNotFoundError) as err:
+    except (
+        journal.HypothesisRequired,
+        FileExistsError,
+        FileNotFoundError,
+        cluster.SweepRunning,
+    ) as err:
         sys.exit(f"error: {err}")
 
 

@@ -14,19 +14,94 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import logging
 import os
+import signal
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 # Must be set before Ray is first imported (Ray reads it into a constant at import time).
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 os.environ.setdefault(LOOPBACK_ENV, "0")
 
 import ray  # noqa: E402
+from ray.tune import Callback  # noqa: E402
 
 from ecgjax import paths  # noqa: E402
+from ecgjax.training.checkpoint import write_json_atomic  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
+MARK_ENV = "ECGJAX_SWEEP_DRIVER"  # "<sweep id>@<driver pid>", inherited by the local Ray
+
+
+class SweepRunning(RuntimeError):
+    """Another live driver runs this sweep."""
+
+
+def mark_processes(sweep_id: str) -> None:
+    """Tag this driver's environment, which the local Ray it starts (GCS, raylet, agents,
+    workers) inherits, so a later ``--resume`` can find what a killed driver left behind."""
+    os.environ[MARK_ENV] = f"{sweep_id}@{os.getpid()}"
+
+
+def record_processes(path: Path) -> None:
+    """Write this driver's process tree (pids with start times) to ``path``: Ray's agents
+    rewrite their environment with their process title, so only this record finds them."""
+    me = psutil.Process()
+    procs = []
+    for proc in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            procs.append({"pid": proc.pid, "created": proc.create_time(), "name": proc.name()})
+    write_json_atomic(path, {"driver": me.pid, "processes": procs})
+
+
+class RecordProcesses(Callback):
+    """Refreshes :func:`record_processes` when a trial starts (new worker processes)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record_processes(Path(self.path))
+
+
+def reap(sweep_id: str, record: Path) -> list[str]:
+    """End the processes an earlier, killed driver of ``sweep_id`` left running: those in
+    its ``record`` and those carrying its mark (started after the record was written).
+
+    After a SIGKILL of the driver, Ray's dashboard and runtime-env agents outlive it for
+    good and a worker can go on training for a while, writing into the trial's folder while
+    the resumed trial does. Returns what was ended ("name(pid)").
+
+    Raises:
+        SweepRunning: the driver that started them is still alive.
+    """
+    me, found = os.getpid(), {}
+    saved = json.loads(record.read_text()) if record.is_file() else {"processes": []}
+    for entry in saved["processes"]:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(entry["pid"])
+            if proc.pid != me and abs(proc.create_time() - entry["created"]) < 0.01:
+                if proc.pid == saved.get("driver"):
+                    raise SweepRunning(f"sweep {sweep_id!r} is running in process {proc.pid}")
+                found[proc.pid] = proc
+    for proc in psutil.process_iter():
+        try:
+            sweep, _, pid = proc.environ().get(MARK_ENV, "").rpartition("@")
+        except psutil.Error:
+            continue
+        if sweep == sweep_id and proc.pid != me and pid.isdigit() and int(pid) != me:
+            found[proc.pid] = proc
+    names = []
+    for proc in found.values():
+        with contextlib.suppress(psutil.Error):
+            names.append(f"{proc.name()}({proc.pid})")
+            proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(list(found.values()), timeout=10)
+    return names
 
 
 def ray_results_dir() -> Path:

@@ -10,9 +10,11 @@ The trial folder therefore keeps, beside its Orbax ``latest/`` and ``best/``:
     reports.jsonl   every result reported to Tune, one JSON line per epoch (fsync'd)
     done.json       written when the trial's training returned (all saves on disk)
 
-A restarted trial whose ``done.json`` exists replays its remaining reports instead of
-training (the MLflow callback skips epochs it already holds); one that had not finished
-drops what lies past its Tune checkpoint and trains on from there, so nothing is saved twice.
+A restarted trial sends the reports it had recorded past its Tune checkpoint again instead
+of training them (the MLflow callback skips epochs it already holds): all of them when
+``done.json`` exists, else those up to the newest complete state in its folder, from which
+it trains on. Only an epoch in flight at the kill is trained again, and nothing is saved
+twice.
 """
 
 from __future__ import annotations
@@ -71,17 +73,36 @@ def finished_epoch(run_dir: Path) -> int | None:
     return epoch if (run_dir / "latest" / str(epoch)).is_dir() else None
 
 
-def to_replay(run_dir: Path, restored_epoch: int) -> list[dict[str, Any]] | None:
-    """The reports a restarted trial sends instead of training, or None when it must train.
+def saved_epoch(run_dir: Path) -> int:
+    """The newest epoch whose state the trial folder holds complete: ``latest/<epoch>`` and
+    the ``best/`` step its report names (Orbax renames a step into place when it is whole)."""
+    latest = run_dir / "latest"
+    steps = [int(p.name) for p in latest.iterdir() if p.name.isdigit()] if latest.is_dir() else []
+    if not steps:
+        return 0
+    epoch = max(steps)
+    report = next((r for r in reports(run_dir) if int(r["epoch"]) == epoch), None)
+    if report is None or not (run_dir / "best" / str(int(report["best_epoch"]))).is_dir():
+        return 0
+    return epoch
 
-    A finished trial sends the epochs after ``restored_epoch``; restarted at its last epoch
-    (PBT after the final result) it sends that last report again, so Tune keeps its row.
+
+def plan(run_dir: Path, restored_epoch: int) -> tuple[list[dict[str, Any]], int, bool]:
+    """What a trial restarted from its own Tune checkpoint at ``restored_epoch`` does first.
+
+    Returns ``(reports, epoch, finished)``: the recorded reports to send again instead of
+    training, the epoch whose state in the trial folder training continues from (or
+    ``restored_epoch``: from the Tune checkpoint), and whether the trial had finished.
+    Restarted at its last epoch (PBT after the final result), a finished trial sends that
+    last report again, so Tune keeps its row.
     """
-    epoch = finished_epoch(run_dir)
-    if epoch is None:
-        return None
-    done = [r for r in reports(run_dir) if int(r["epoch"]) <= epoch]
-    return [r for r in done if int(r["epoch"]) > restored_epoch] or done[-1:]
+    done = finished_epoch(run_dir)
+    epoch = done if done is not None else saved_epoch(run_dir)
+    if epoch <= restored_epoch and done is None:
+        return [], restored_epoch, False
+    kept = [r for r in reports(run_dir) if int(r["epoch"]) <= epoch]
+    todo = [r for r in kept if int(r["epoch"]) > restored_epoch] or kept[-1:]
+    return todo, epoch, done is not None
 
 
 def rewind(run_dir: Path, epoch: int) -> None:
@@ -96,8 +117,9 @@ def rewind(run_dir: Path, epoch: int) -> None:
             shutil.rmtree(folder, ignore_errors=True)
             continue
         for step in folder.iterdir() if folder.is_dir() else []:
-            if step.is_dir() and step.name.isdigit() and int(step.name) > epoch:
-                shutil.rmtree(step)
+            newer = step.name.isdigit() and int(step.name) > epoch
+            if step.is_dir() and (newer or "orbax-checkpoint-tmp" in step.name):
+                shutil.rmtree(step)  # and a save the kill cut short
     kept = [r for r in reports(run_dir) if int(r.get("epoch", 0)) <= epoch]
     path = run_dir / REPORTS
     if kept:

@@ -42,7 +42,7 @@ from ecgjax import paths
 from ecgjax.data import folds
 from ecgjax.tracking import Tracker
 from ecgjax.training.checkpoint import write_json_atomic
-from ecgjax.tuning import journal, tracking, view
+from ecgjax.tuning import cluster, journal, tracking, view
 from ecgjax.tuning import summary as report
 from ecgjax.tuning import trainable as tune_lib
 from ecgjax.tuning import trainable_cv as tune_cv
@@ -181,7 +181,13 @@ def _launch(
         )
     os.environ[view.VERBOSE_ENV] = "1" if options.verbose else "0"
     exp_dir = ray_results_dir() / sweep_id
+    record = sweep_dir / "processes.json"
+    left = cluster.reap(sweep_id, record)
+    if left:
+        console.print(f"ended {len(left)} processes a killed driver left: {', '.join(left)}")
+    cluster.mark_processes(sweep_id)
     started = start_ray(options.ray_address, options.num_cpus, options.bind)
+    cluster.record_processes(record)
     try:
         trainable = _trainable(config, splits, sweep_id, options.verbose)
         if _restorable(exp_dir):
@@ -233,7 +239,10 @@ def _new_tuner(
         run_config=tune.RunConfig(
             name=sweep_id,
             storage_path=str(ray_results_dir()),
-            callbacks=[callback],
+            callbacks=[
+                callback,
+                cluster.RecordProcesses(str(paths.checkpoints_dir() / sweep_id / "processes.json")),
+            ],
             # PBT clones other trials' latest checkpoints: keep a few so none vanishes mid-copy.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if tc.scheduler == "pbt" else 2),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),

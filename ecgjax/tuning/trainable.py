@@ -256,17 +256,34 @@ def train_trial(
     with contextlib.ExitStack() as stack:
         checkpoint = tune.get_checkpoint()
         folder = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
-        if replay_finished(run_dir, folder, trial_id):
-            return
-        restore = adopt_checkpoint(run_dir, folder, trial_id) if folder else None
-        if folder is None:
-            ledger.rewind(run_dir, 0)  # a fresh start after a kill: no step saved twice
+        marker = read_marker(folder) if folder is not None else None
+        restore: Path | None = None
+        if marker is not None and marker["trial_id"] != trial_id:  # a PBT clone
+            restore = adopt_checkpoint(run_dir, folder, trial_id)  # type: ignore[arg-type]
+            epoch = int(marker["epoch"])
+        else:
+            epoch = int(marker["epoch"]) if marker else 0
+            todo, epoch_at, finished = ledger.plan(run_dir, epoch)
+            if todo:
+                replay(run_dir, trial_id, todo, epoch_at)
+            if finished:
+                return
+            ledger.rewind(run_dir, epoch_at)
+            if epoch_at == epoch and folder is not None:
+                restore = folder / STATE_DIR
+            epoch = epoch_at
         splits = data_lib.load_splits(own) if own is not None else splits
-        reported = run_training(
-            config, splits, run_dir, hooks=[report], evaluate_test=False, restore_from=restore
+        reached = run_training(
+            config,
+            splits,
+            run_dir,
+            hooks=[report],
+            evaluate_test=False,
+            resume=restore is None and epoch > 0,  # from the trial folder's own state
+            restore_from=restore,
         ).epochs_run
-        ledger.finish(run_dir, reported)
-        if folder is not None and reported == read_marker(folder)["epoch"]:
+        ledger.finish(run_dir, reached)
+        if folder is not None and restore is not None and reached == epoch:
             rereport(folder)  # restored with no epoch left (PBT after the last one)
 
 
@@ -287,26 +304,15 @@ def rereport(folder: Path) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
 
 
-def replay_finished(run_dir: Path, folder: Path | None, trial_id: str) -> bool:
-    """Send a finished trial's remaining reports instead of training it again.
-
-    Only for the trial's own state (a PBT clone of another trial trains on); the last report
-    carries a Tune checkpoint of the trial's final state.
-    """
-    marker = read_marker(folder) if folder is not None else None
-    if marker is not None and marker["trial_id"] != trial_id:
-        return False
-    todo = ledger.to_replay(run_dir, int(marker["epoch"]) if marker else 0)
-    if todo is None:
-        return False
-    epoch = int(todo[-1]["epoch"])
+def replay(run_dir: Path, trial_id: str, todo: list[dict[str, Any]], epoch: int) -> None:
+    """Send recorded reports to Tune again; the last carries a Tune checkpoint of the trial
+    folder's state at ``epoch``, so a later restart begins there."""
     for metrics in todo[:-1]:
         tune.report(metrics)
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copytree(run_dir / "latest" / str(epoch), Path(tmp) / STATE_DIR / str(epoch))
         write_marker(Path(tmp), trial_id, todo[-1])
         tune.report(todo[-1], checkpoint=tune.Checkpoint.from_directory(tmp))
-    return True
 
 
 def adopt_checkpoint(run_dir: Path, folder: Path, trial_id: str) -> Path:
@@ -314,9 +320,10 @@ def adopt_checkpoint(run_dir: Path, folder: Path, trial_id: str) -> Path:
     Orbax folder to restore.
 
     Its own checkpoint (pause/resume, a restarted driver): what lies past it is dropped
-    (:func:`ledger.rewind`). Another trial's (a PBT exploit): the weights now descend from
+    (:func:`ledger.rewind`; the single-split trainable first replays what its folder holds,
+    see :func:`ledger.plan`). Another trial's (a PBT exploit): the weights now descend from
     that trial, so ``latest/`` and ``best/`` restart from the cloned state, and the record
-    from the clone's epoch on is this trial's own again.
+    past the clone's epoch is dropped.
     """
     marker = read_marker(folder)
     epoch = int(marker["epoch"])
