@@ -41,15 +41,22 @@ class SweepRunning(RuntimeError):
     """Another live driver runs this sweep."""
 
 
-def mark_processes(sweep_id: str) -> None:
+def _mark(sweep_id: str) -> None:
     """Tag this driver's environment, which the local Ray it starts (GCS, raylet, agents,
     workers) inherits, so a later ``--resume`` can find what a killed driver left behind."""
     os.environ[MARK_ENV] = f"{sweep_id}@{os.getpid()}"
 
 
+def _started_here() -> bool:
+    return os.environ.get(MARK_ENV, "").endswith(f"@{os.getpid()}")
+
+
 def record_processes(path: Path) -> None:
     """Write this driver's process tree (pids with start times) to ``path``: Ray's agents
-    rewrite their environment with their process title, so only this record finds them."""
+    rewrite their environment with their process title, so only this record finds them.
+    Only a driver that started its own local Ray records (a joined cluster is not its own)."""
+    if not _started_here():
+        return
     me = psutil.Process()
     procs = []
     for proc in [me, *me.children(recursive=True)]:
@@ -120,11 +127,14 @@ def is_loopback(host: str) -> bool:
     return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
-def start_ray(address: str | None, num_cpus: int | None, bind: str | None = None) -> bool:
+def start_ray(
+    address: str | None, num_cpus: int | None, bind: str | None = None, sweep_id: str = ""
+) -> bool:
     """Join ``address``/``RAY_ADDRESS``, else start a local Ray on ``bind`` (default loopback;
     dashboard off). Returns whether this call started Ray; a Ray already running in this
     process (a notebook, the tests) is used as it is.
 
+    A local Ray's processes carry ``sweep_id`` in their environment (see :func:`reap`).
     ``bind`` other than loopback is for a head other machines join: Ray then advertises that
     address and its servers listen on every interface (Ray binds loopback or all, nothing
     in between).
@@ -155,6 +165,7 @@ def start_ray(address: str | None, num_cpus: int | None, bind: str | None = None
             f"Ray would listen on every interface; set {LOOPBACK_ENV}=0 in the environment "
             "or pass --bind with the address to advertise"
         )
+    _mark(sweep_id)
     ray.init(
         num_cpus=num_cpus,
         include_dashboard=False,

@@ -30,6 +30,9 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # A local Ray on loopback only (see ecgjax.tuning.cluster); read by Ray when first imported.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# The raylet gives up (and the sweep fails to start) when Ray's dashboard agent has not
+# written its port within 30 s, which a busy CPU can exceed; give it two minutes.
+os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
 
 import ml_collections
 import ray
@@ -185,8 +188,7 @@ def _launch(
     left = cluster.reap(sweep_id, record)
     if left:
         console.print(f"ended {len(left)} processes a killed driver left: {', '.join(left)}")
-    cluster.mark_processes(sweep_id)
-    started = start_ray(options.ray_address, options.num_cpus, options.bind)
+    started = start_ray(options.ray_address, options.num_cpus, options.bind, sweep_id)
     cluster.record_processes(record)
     try:
         trainable = _trainable(config, splits, sweep_id, options.verbose)
