@@ -52,11 +52,13 @@ class Driver:
     """One ``scripts/tune.py`` process, watched for its listening sockets."""
 
     args: list[str]
+    sockets: dict[str, set[str]]  # process name -> addresses, shared by a chain's drivers
     proc: subprocess.Popen = field(init=False)
-    sockets: dict[str, set[str]] = field(default_factory=dict)  # process name -> addresses
 
     def __post_init__(self) -> None:
-        self.log = open(Path(os.environ["ECGJAX_REPORT_DIR"]).parent / "driver.log", "a")  # noqa: SIM115
+        n = len(list(Path(os.environ["ECGJAX_REPORT_DIR"]).parent.glob("driver-*.log")))
+        self.log_path = Path(os.environ["ECGJAX_REPORT_DIR"]).parent / f"driver-{n}.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "scripts/tune.py", *self.args],
             cwd=paths.PROJECT_ROOT,
@@ -99,8 +101,12 @@ class Driver:
         return names
 
     def finish(self, timeout: float) -> int:
+        deadline = time.time() + timeout
         try:
-            return self.proc.wait(timeout=timeout)
+            while self.proc.poll() is None and time.time() < deadline:
+                self.watch()
+                time.sleep(0.5)
+            return self.proc.wait(timeout=1)
         finally:
             if self.proc.poll() is None:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -155,16 +161,16 @@ def _kill_at_random_moment(driver: Driver, rng: random.Random, checkpoints: Path
     return True
 
 
-def _assert_loopback(driver: Driver) -> None:
+def _assert_loopback(sockets: dict[str, set[str]]) -> None:
     """Every listening socket of the sweep's processes is on 127.0.0.1 / ::1 (or the
     IPv4-mapped ::ffff:127.0.0.1 of a dual-stack socket). No Ray component is exempt."""
     outside = {
         n: sorted(a for a in addrs if not is_loopback(a.rsplit(":", 1)[0]))
-        for n, addrs in driver.sockets.items()
+        for n, addrs in sockets.items()
     }
     outside = {n: a for n, a in outside.items() if a}
     assert not outside, f"listening beyond loopback: {outside}"
-    assert {"gcs_server", "raylet"} <= set(driver.sockets), driver.sockets  # not vacuous
+    assert {"gcs_server", "raylet"} <= set(sockets), sockets  # not vacuous
 
 
 def _check_sweep(project: Path, sweep_id: str, before: dict[str, tuple[int, str]]) -> None:
@@ -199,24 +205,24 @@ def _chain(project: Path, rng: random.Random, sweep_id: str, kills: int) -> tupl
     args = ["--config", CONFIG, "--hypothesis", "faults", "--name", sweep_id]
     tried = 0
     finished: dict[str, tuple[int, str]] = {}
-    driver = Driver(args)
+    sockets: dict[str, set[str]] = {}
+    driver = Driver(args, sockets)
     for _ in range(kills):
         if not _kill_at_random_moment(driver, rng, project / "checkpoints" / sweep_id):
             break
         tried += 1
-        if tried == 1:
-            _assert_loopback(driver)
         finished.update(_finished_trials(project / "checkpoints" / sweep_id))
         started = (project / "checkpoints" / sweep_id / "sweep.json").is_file()
-        driver = Driver(["--resume", sweep_id] if started else args)
+        driver = Driver(["--resume", sweep_id] if started else args, sockets)
     try:
         rc = driver.finish(timeout=600)
     finally:
         time.sleep(3)  # a normal exit: Ray's processes end on their own
         left = cluster.reap(sweep_id, project / "checkpoints" / sweep_id / "processes.json")
-    log = (project / "driver.log").read_text()[-4000:]
-    assert rc == 0, log
+    log = driver.log_path.read_text()[-3000:]
+    assert rc == 0, f"{driver.args}: rc {rc}\n{log}"
     assert not left, f"processes of the sweep outlived it: {left}"
+    _assert_loopback(sockets)
     _check_sweep(project, sweep_id, finished)
     return tried, tried  # every kill tried was survived, or an assertion above failed
 
@@ -236,7 +242,8 @@ def test_killed_driver_resumes_exactly(tune_project: Path) -> None:
             t, s = _chain(tune_project, rng, f"faults{chains}", kills=kills)
         except AssertionError as err:  # count it, keep going, fail at the end
             t, s = kills, 0
-            failures.append(f"faults{chains}: {err}"[:2000])
+            failures.append(f"faults{chains}: {err}"[-3000:])
+            print(f"faults{chains} failed: {err}"[-3000:])
         tried, survived, chains = tried + t, survived + s, chains + 1
     print(f"tune.py driver: {survived}/{tried} kills survived / kills tried ({chains} sweeps)")
     assert not failures, "\n".join(failures)

@@ -30,9 +30,6 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # A local Ray on loopback only (see ecgjax.tuning.cluster); read by Ray when first imported.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-# The raylet gives up (and the sweep fails to start) when Ray's dashboard agent has not
-# written its port within 30 s, which a busy CPU can exceed; give it two minutes.
-os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
 
 import ml_collections
 import ray
@@ -108,7 +105,6 @@ def run_sweep(
     splits = _load_data(config)
 
     sweep_dir = paths.checkpoints_dir() / sweep_id
-    sweep_dir.mkdir(parents=True)  # exclusive: two drivers never share a sweep
     state = {
         "sweep_id": sweep_id,
         "config_file": config_file,
@@ -122,7 +118,11 @@ def run_sweep(
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "status": "running",
     }
-    write_json_atomic(sweep_dir / "sweep.json", state)
+    # The folder appears with its sweep.json (a rename), so a kill leaves none or a resumable one.
+    new = sweep_dir.with_name(f".{sweep_id}.new")
+    shutil.rmtree(new, ignore_errors=True)
+    write_json_atomic(new / "sweep.json", state)
+    new.rename(sweep_dir)
     options = DriverOptions(ray_address, num_cpus, bind, verbose)
     return _launch(config, splits, state, sweep_dir, options)
 
