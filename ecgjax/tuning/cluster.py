@@ -167,6 +167,7 @@ def start_ray(
         )
     _mark(sweep_id)
     ray.init(
+        address="local",  # a new Ray; None would join any Ray found running on this machine
         num_cpus=num_cpus,
         include_dashboard=False,
         dashboard_host=LOOPBACK,
