@@ -5,19 +5,22 @@
     uv run scripts/tune.py --resume asha_cnn-20261128-143200     # after Ctrl-C or a killed driver
 
 Every sweep states a hypothesis (asked for on a terminal); it goes to report/journal.md and
-onto the MLflow parent run. ``--ray_address`` (or RAY_ADDRESS) joins an existing Ray cluster;
-otherwise a local Ray starts without its dashboard. Browse the sweep (a parent run with one child
+onto the MLflow parent run (smoke sweeps: report/journal-smoke.md, untracked). ``--ray_address``
+(or RAY_ADDRESS) joins an existing Ray cluster; otherwise a local Ray starts without its
+dashboard, listening on 127.0.0.1 only (``--bind`` for a head other machines join). A live
+status line shows the sweep's progress; ``--verbose`` shows Ray Tune's tables instead. Browse the sweep (a parent run with one child
 per trial) with ``uv run mlflow ui --backend-store-uri sqlite:///mlflow.db`` (binds 127.0.0.1).
 """
 
 import sys
+from typing import Any
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from ecgjax import cli
 from ecgjax.training.validate import validate
-from ecgjax.tuning import journal, sweep
+from ecgjax.tuning import cluster, journal, sweep
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Sweep config file (path[:arg]).", lock_config=True
@@ -31,15 +34,28 @@ _RAY_ADDRESS = flags.DEFINE_string(
     "ray_address", None, "Ray cluster to join (default: RAY_ADDRESS or local)."
 )
 _NUM_CPUS = flags.DEFINE_integer("num_cpus", None, "CPUs for a local Ray (default: all).")
+_BIND = flags.DEFINE_string(
+    "bind",
+    None,
+    "Address a local Ray advertises (default 127.0.0.1: every socket on loopback). Any other "
+    "address lets machines join this Ray, which then listens on all interfaces.",
+)
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Ray Tune's status tables and checkpoint lines instead of the live view."
+)
 
 
 def main(argv: list[str]) -> None:
     del argv
+    ray_options: dict[str, Any] = dict(
+        ray_address=_RAY_ADDRESS.value,
+        num_cpus=_NUM_CPUS.value,
+        bind=_BIND.value,
+        verbose=bool(_VERBOSE.value),
+    )
     try:
         if _RESUME.value:
-            sweep.resume_sweep(
-                _RESUME.value, ray_address=_RAY_ADDRESS.value, num_cpus=_NUM_CPUS.value
-            )
+            sweep.resume_sweep(_RESUME.value, **ray_options)
             return
         if _CONFIG.value is None:
             raise app.UsageError("--config is required (or --resume <sweep_id>)")
@@ -49,10 +65,14 @@ def main(argv: list[str]) -> None:
             config_file,
             _HYPOTHESIS.value,
             name=_NAME.value,
-            ray_address=_RAY_ADDRESS.value,
-            num_cpus=_NUM_CPUS.value,
+            **ray_options,
         )
-    except (journal.HypothesisRequired, FileExistsError, FileNotFoundError) as err:
+    except (
+        journal.HypothesisRequired,
+        FileExistsError,
+        FileNotFoundError,
+        cluster.SweepRunning,
+    ) as err:
         sys.exit(f"error: {err}")
 
 

@@ -2,18 +2,113 @@
 
 The sweep driver (:mod:`ecgjax.tuning.sweep`) sets Ray's environment defaults before Ray is
 imported; this module only starts or joins the runtime those defaults configure.
+
+A local Ray listens on loopback only. ``ray.init(_node_ip_address="127.0.0.1")`` alone does
+not do that: Ray turns a loopback address into the machine's external one unless
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (Ray's own single-machine mode, the default on
+macOS and Windows), and its gRPC servers then listen on every interface. With both, the GCS,
+raylet, driver, workers, autoscaler monitor and runtime-env agent all bind to 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import json
 import logging
 import os
+import signal
 from pathlib import Path
+from typing import Any
 
-import ray
+import psutil
 
-from ecgjax import paths
+# Must be set before Ray is first imported (Ray reads it into a constant at import time).
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+os.environ.setdefault(LOOPBACK_ENV, "0")
+
+import ray  # noqa: E402
+from ray.tune import Callback  # noqa: E402
+
+from ecgjax import paths  # noqa: E402
+from ecgjax.training.checkpoint import write_json_atomic  # noqa: E402
+
+LOOPBACK = "127.0.0.1"
+MARK_ENV = "ECGJAX_SWEEP_DRIVER"  # "<sweep id>@<driver pid>", inherited by the local Ray
+
+
+class SweepRunning(RuntimeError):
+    """Another live driver runs this sweep."""
+
+
+def _mark(sweep_id: str) -> None:
+    """Tag this driver's environment, which the local Ray it starts (GCS, raylet, agents,
+    workers) inherits, so a later ``--resume`` can find what a killed driver left behind."""
+    os.environ[MARK_ENV] = f"{sweep_id}@{os.getpid()}"
+
+
+def _started_here() -> bool:
+    return os.environ.get(MARK_ENV, "").endswith(f"@{os.getpid()}")
+
+
+def record_processes(path: Path) -> None:
+    """Write this driver's process tree (pids with start times) to ``path``: Ray's agents
+    rewrite their environment with their process title, so only this record finds them.
+    Only a driver that started its own local Ray records (a joined cluster is not its own)."""
+    if not _started_here():
+        return
+    me = psutil.Process()
+    procs = []
+    for proc in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            procs.append({"pid": proc.pid, "created": proc.create_time(), "name": proc.name()})
+    write_json_atomic(path, {"driver": me.pid, "processes": procs})
+
+
+class RecordProcesses(Callback):
+    """Refreshes :func:`record_processes` when a trial starts (new worker processes)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record_processes(Path(self.path))
+
+
+def reap(sweep_id: str, record: Path) -> list[str]:
+    """End the processes an earlier, killed driver of ``sweep_id`` left running: those in
+    its ``record`` and those carrying its mark (started after the record was written).
+
+    After a SIGKILL of the driver, Ray's dashboard and runtime-env agents outlive it for
+    good and a worker can go on training for a while, writing into the trial's folder while
+    the resumed trial does. Returns what was ended ("name(pid)").
+
+    Raises:
+        SweepRunning: the driver that started them is still alive.
+    """
+    me, found = os.getpid(), {}
+    saved = json.loads(record.read_text()) if record.is_file() else {"processes": []}
+    for entry in saved["processes"]:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(entry["pid"])
+            if proc.pid != me and abs(proc.create_time() - entry["created"]) < 0.01:
+                if proc.pid == saved.get("driver"):
+                    raise SweepRunning(f"sweep {sweep_id!r} is running in process {proc.pid}")
+                found[proc.pid] = proc
+    for proc in psutil.process_iter():
+        try:
+            sweep, _, pid = proc.environ().get(MARK_ENV, "").rpartition("@")
+        except psutil.Error:
+            continue
+        if sweep == sweep_id and proc.pid != me and pid.isdigit() and int(pid) != me:
+            found[proc.pid] = proc
+    names = []
+    for proc in found.values():
+        with contextlib.suppress(psutil.Error):
+            names.append(f"{proc.name()}({proc.pid})")
+            proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(list(found.values()), timeout=10)
+    return names
 
 
 def ray_results_dir() -> Path:
@@ -22,13 +117,34 @@ def ray_results_dir() -> Path:
     return Path(value).expanduser().resolve() if value else paths.PROJECT_ROOT / "ray_results"
 
 
-def start_ray(address: str | None, num_cpus: int | None) -> bool:
-    """Join ``address``/``RAY_ADDRESS``, else start a local Ray (dashboard off; were it
-    turned on, it would bind to 127.0.0.1). Returns whether this call started Ray; a Ray
-    already running in this process (a notebook, the tests) is used as it is.
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP, possibly IPv4-mapped IPv6) is a loopback address."""
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return host == "localhost"
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def start_ray(
+    address: str | None, num_cpus: int | None, bind: str | None = None, sweep_id: str = ""
+) -> bool:
+    """Join ``address``/``RAY_ADDRESS``, else start a local Ray on ``bind`` (default loopback;
+    dashboard off). Returns whether this call started Ray; a Ray already running in this
+    process (a notebook, the tests) is used as it is.
+
+    A local Ray's processes carry ``sweep_id`` in their environment (see :func:`reap`).
+    ``bind`` other than loopback is for a head other machines join: Ray then advertises that
+    address and its servers listen on every interface (Ray binds loopback or all, nothing
+    in between).
 
     The driver itself is pinned to JAX's CPU backend (a config flag, not an environment
     variable, so trial processes still see the GPU), leaving the accelerator to the trials.
+
+    Raises:
+        RuntimeError: loopback was asked for but Ray was imported before this module set
+            ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (Ray would listen on every interface).
     """
     import jax
 
@@ -40,11 +156,22 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
         return True
+    node_ip = bind or LOOPBACK
+    from ray._private import ray_constants
+
+    if is_loopback(node_ip) and ray_constants.ENABLE_RAY_CLUSTER:
+        raise RuntimeError(
+            f"Ray was imported before ecgjax.tuning.cluster set {LOOPBACK_ENV}=0, so a local "
+            f"Ray would listen on every interface; set {LOOPBACK_ENV}=0 in the environment "
+            "or pass --bind with the address to advertise"
+        )
+    _mark(sweep_id)
     ray.init(
+        address="local",  # a new Ray; None would join any Ray found running on this machine
         num_cpus=num_cpus,
         include_dashboard=False,
-        dashboard_host="127.0.0.1",
-        _node_ip_address="127.0.0.1",
+        dashboard_host=LOOPBACK,
+        _node_ip_address=node_ip,
         configure_logging=True,
         logging_level=logging.WARNING,
     )

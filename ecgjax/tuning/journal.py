@@ -26,8 +26,10 @@ class HypothesisRequired(RuntimeError):
     """A sweep was started without a hypothesis and no terminal to ask for one."""
 
 
-def journal_path() -> Path:
-    return paths.report_dir() / "journal.md"
+def journal_path(smoke: bool = False) -> Path:
+    """``report/journal.md``; smoke sweeps (``:smoke`` configs, seconds on a CPU, no finding)
+    go to ``report/journal-smoke.md``, which git ignores, so they never mix with real ones."""
+    return paths.report_dir() / ("journal-smoke.md" if smoke else "journal.md")
 
 
 def format_entry(title: str, body: str = "", when: float | None = None) -> str:
@@ -90,19 +92,26 @@ def require_hypothesis(
 
 
 def add_hypothesis(
-    sweep_id: str, hypothesis: str, config_file: str, details: dict[str, str]
+    sweep_id: str,
+    hypothesis: str,
+    config_file: str,
+    details: dict[str, str],
+    *,
+    smoke: bool = False,
 ) -> Path:
     lines = [f"- sweep: `{sweep_id}`", f"- config: `{config_file}`"]
     lines += [f"- {k}: {v}" for k, v in details.items()]
-    return append(format_entry(f"Hypothesis ({sweep_id}): {hypothesis}", "\n".join(lines)))
+    entry = format_entry(f"Hypothesis ({sweep_id}): {hypothesis}", "\n".join(lines))
+    return append(entry, journal_path(smoke))
 
 
-def add_result(sweep_id: str, lines: list[str]) -> Path:
-    return append(format_entry(f"Result ({sweep_id})", "\n".join(f"- {ln}" for ln in lines)))
+def add_result(sweep_id: str, lines: list[str], *, smoke: bool = False) -> Path:
+    entry = format_entry(f"Result ({sweep_id})", "\n".join(f"- {ln}" for ln in lines))
+    return append(entry, journal_path(smoke))
 
 
-def add_reflection(sweep_id: str, text: str) -> Path:
-    return append(format_entry(f"Reflection ({sweep_id})", text.strip()))
+def add_reflection(sweep_id: str, text: str, *, smoke: bool = False) -> Path:
+    return append(format_entry(f"Reflection ({sweep_id})", text.strip()), journal_path(smoke))
 
 
 def add_note(text: str) -> Path:
@@ -112,7 +121,11 @@ def add_note(text: str) -> Path:
 
 
 def prompt_reflection(
-    sweep_id: str, *, stdin: TextIO | None = None, ask: Callable[[str], str] = input
+    sweep_id: str,
+    *,
+    stdin: TextIO | None = None,
+    ask: Callable[[str], str] = input,
+    smoke: bool = False,
 ) -> str | None:
     """Ask for a reflection on a terminal (empty answer skips); record it if given."""
     stdin = stdin or sys.stdin
@@ -123,7 +136,7 @@ def prompt_reflection(
     except EOFError:
         return None
     if text.strip():
-        add_reflection(sweep_id, text)
+        add_reflection(sweep_id, text, smoke=smoke)
         return text.strip()
     return None
 

@@ -58,7 +58,9 @@ def trial_rows(
         if df is not None and len(df) and keys["metric"] in df:
             df = df[df[keys["metric"]].notna()]
             best = df.loc[(sign * df[keys["metric"]]).idxmax()]
-            row["epochs"] = int(df["training_iteration"].max())
+            # the epoch, not Tune's iteration count: a trial restored at its last epoch
+            # (PBT) reports that epoch once more
+            row["epochs"] = int(df["epoch" if "epoch" in df else "training_iteration"].max())
             row["best_epoch"] = int(best.get("epoch", best["training_iteration"]))
             for name, key in keys.items():
                 row[name] = float(best[key]) if key in best else float("nan")

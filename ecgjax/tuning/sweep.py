@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 # Tune's classic progress table shows the columns we choose (the tuned metric, its worst seed
 # and spread); the newer output dumps every one of ~100 metrics per finished trial.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# A local Ray on loopback only (see ecgjax.tuning.cluster); read by Ray when first imported.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ml_collections
 import ray
@@ -39,7 +42,7 @@ from ecgjax import paths
 from ecgjax.data import folds
 from ecgjax.tracking import Tracker
 from ecgjax.training.checkpoint import write_json_atomic
-from ecgjax.tuning import journal
+from ecgjax.tuning import cluster, journal, tracking, view
 from ecgjax.tuning import summary as report
 from ecgjax.tuning import trainable as tune_lib
 from ecgjax.tuning import trainable_cv as tune_cv
@@ -48,6 +51,16 @@ from ecgjax.tuning.tracking import MlflowSweepCallback
 
 EXPERIMENT = "ecgjax-tune"
 console = Console(width=None if Console().is_terminal else 200)
+
+
+@dataclass(frozen=True)
+class DriverOptions:
+    """How the driver runs: the Ray to join or the address a local one binds, the view."""
+
+    ray_address: str | None = None
+    num_cpus: int | None = None
+    bind: str | None = None
+    verbose: bool = False
 
 
 @dataclass
@@ -68,8 +81,13 @@ def run_sweep(
     name: str | None = None,
     ray_address: str | None = None,
     num_cpus: int | None = None,
+    bind: str | None = None,
+    verbose: bool = False,
 ) -> SweepResult:
     """Run a new sweep of ``config`` over ``get_search_space(tune)`` of ``config_file``.
+
+    ``sweep.json`` is written first, so a driver killed at any later moment leaves a sweep
+    that :func:`resume_sweep` finishes (see :func:`_launch`).
 
     Raises:
         journal.HypothesisRequired: no hypothesis and no terminal to ask (nothing started).
@@ -87,24 +105,12 @@ def run_sweep(
     splits = _load_data(config)
 
     sweep_dir = paths.checkpoints_dir() / sweep_id
-    tracker = Tracker(EXPERIMENT)
-    tc = config.tune
-    tags = {
-        "ecgjax.kind": "sweep",
-        "ecgjax.sweep_id": sweep_id,
-        "ecgjax.hypothesis": hypothesis,
-        "mlflow.note.content": f"Hypothesis: {hypothesis}",
-        "ecgjax.config_file": config_file,
-        "ecgjax.ray_results": str(ray_results_dir() / sweep_id),
-        **{f"ecgjax.tune.{k}": v for k, v in tc.items()},
-    }
-    parent = tracker.start_run(sweep_id, tags=tags)
-    tracker.log_params(parent, config_lib.flatten(config))
     state = {
         "sweep_id": sweep_id,
         "config_file": config_file,
         "hypothesis": hypothesis,
-        "mlflow_parent_run_id": parent,
+        "smoke": config_file.endswith(":smoke"),
+        "mlflow_parent_run_id": None,
         "ray_results": str(ray_results_dir() / sweep_id),
         "search_space": tune_lib.describe_space(space),
         "baseline": tune_lib.flatten_params(baseline) if baseline else None,
@@ -112,50 +118,140 @@ def run_sweep(
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "status": "running",
     }
-    write_json_atomic(sweep_dir / "sweep.json", state)
-    tracker.log_artifact(parent, Path(config_file.rsplit(":", 1)[0]), "config")
-    _log_json(tracker, parent, state["search_space"], "search_space.json")
-    details = {"scheduler": f"{tc.scheduler} / {tc.search}", "budget": report.budget(config)}
-    journal.add_hypothesis(sweep_id, hypothesis, config_file, details)
+    # The folder appears with its sweep.json (a rename), so a kill leaves none or a resumable one.
+    new = sweep_dir.with_name(f".{sweep_id}.new")
+    shutil.rmtree(new, ignore_errors=True)
+    write_json_atomic(new / "sweep.json", state)
+    new.rename(sweep_dir)
+    options = DriverOptions(ray_address, num_cpus, bind, verbose)
+    return _launch(config, splits, state, sweep_dir, options)
 
-    started = start_ray(ray_address, num_cpus)
+
+def resume_sweep(
+    sweep_id: str,
+    *,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+    bind: str | None = None,
+    verbose: bool = False,
+) -> SweepResult:
+    """Continue an interrupted sweep: finished trials stay (a trial that finished after the
+    driver's last snapshot replays its results instead of training), unfinished ones restart
+    from their last checkpoint, and their MLflow runs are continued rather than duplicated."""
+    sweep_dir = paths.checkpoints_dir() / sweep_id
+    state_file = sweep_dir / "sweep.json"
+    if not state_file.is_file():
+        raise FileNotFoundError(
+            f"no sweep {sweep_id!r} to resume: {state_file} does not exist "
+            "(a sweep killed before writing it left nothing; start it again)"
+        )
+    state = json.loads(state_file.read_text())
+    config = config_lib.from_json(json.dumps(state["base_config"]))
+    if state.get("status") == "finished":  # nothing to continue; don't journal it twice
+        console.print(f"sweep {sweep_id} has finished already; its trials:")
+        report.print_table(state["trials"], str(config.tune.metric), console)
+        best = sweep_dir / "best" if state.get("best") else None
+        return SweepResult(
+            sweep_id, sweep_dir, state["mlflow_parent_run_id"], state["trials"], True, best
+        )
+    console.print(f"resuming sweep {sweep_id} from {ray_results_dir() / sweep_id}")
+    options = DriverOptions(ray_address, num_cpus, bind, verbose)
+    return _launch(config, _load_data(config), state, sweep_dir, options)
+
+
+def _launch(
+    config: ml_collections.ConfigDict,
+    splits: data_lib.Splits | folds.CrossValidation,
+    state: dict[str, Any],
+    sweep_dir: Path,
+    options: DriverOptions,
+) -> SweepResult:
+    """Start or continue the sweep ``state`` describes; every step is safe to repeat.
+
+    The MLflow parent run is found by its tag before one is created and the journal entry
+    by its title, so a driver killed anywhere in here and resumed duplicates neither; Tune
+    restores its experiment when it saved one, else the sweep starts it afresh.
+    """
+    sweep_id, tc = state["sweep_id"], config.tune
+    tracker = Tracker(EXPERIMENT)
+    parent = tracking.parent_run(tracker, state)
+    state["mlflow_parent_run_id"] = parent
+    write_json_atomic(sweep_dir / "sweep.json", state)
+    if not any(e.startswith("[") and "Hypothesis" in e.splitlines()[0] for e in _entries(state)):
+        details = {"scheduler": f"{tc.scheduler} / {tc.search}", "budget": report.budget(config)}
+        journal.add_hypothesis(
+            sweep_id, state["hypothesis"], state["config_file"], details, smoke=_smoke(state)
+        )
+    os.environ[view.VERBOSE_ENV] = "1" if options.verbose else "0"
+    exp_dir = ray_results_dir() / sweep_id
+    record = sweep_dir / "processes.json"
+    left = cluster.reap(sweep_id, record)
+    if left:
+        console.print(f"ended {len(left)} processes a killed driver left: {', '.join(left)}")
+    started = start_ray(options.ray_address, options.num_cpus, options.bind, sweep_id)
+    cluster.record_processes(record)
     try:
-        trainable = _trainable(config, splits, sweep_id)
-        callback = MlflowSweepCallback(
-            EXPERIMENT, parent, sweep_id, config_lib.to_json(config), str(paths.checkpoints_dir())
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space=nested,
-            tune_config=tune.TuneConfig(
-                metric=tc.metric,
-                mode=tc.mode,
-                search_alg=tune_lib.make_search(
-                    tc, [baseline] if baseline else [], int(config.seed)
-                ),
-                scheduler=tune_lib.make_scheduler(tc, nested),
-                num_samples=int(tc.num_samples),
-                trial_dirname_creator=trial_dirname,
-                reuse_actors=True,  # skip a fresh worker's imports and JAX start-up per trial
-            ),
-            run_config=tune.RunConfig(
-                name=sweep_id,
-                storage_path=str(ray_results_dir()),
-                callbacks=[callback],
-                # PBT clones other trials' latest checkpoints: keep a few so none vanishes mid-copy.
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=4 if tc.scheduler == "pbt" else 2
-                ),
-                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-                progress_reporter=report.progress_reporter(config, space),
-                verbose=1,
-            ),
-        )
+        trainable = _trainable(config, splits, sweep_id, options.verbose)
+        if _restorable(exp_dir):
+            tuner = tune.Tuner.restore(
+                str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False
+            )
+        else:
+            tuner = _new_tuner(config, state, trainable, parent)
         grid = _fit(tuner, tracker, parent)
     finally:
         if started:
             ray.shutdown()
     return _finish(grid, config, state, sweep_dir, tracker)
+
+
+def _new_tuner(
+    config: ml_collections.ConfigDict, state: dict[str, Any], trainable: Any, parent: str
+) -> tune.Tuner:
+    tc, sweep_id = config.tune, state["sweep_id"]
+    space = config_lib.load_search_space(state["config_file"], tune)
+    nested = tune_lib.nest_space(space, config)
+    baseline = tune_lib.baseline_point(space, config)
+    callback = MlflowSweepCallback(
+        EXPERIMENT, parent, sweep_id, config_lib.to_json(config), str(paths.checkpoints_dir())
+    )
+    tables = report.progress_reporter(config, space)
+    early = tc.scheduler in ("asha", "hyperband")
+    reporter = view.SweepView(
+        sweep_id,
+        str(tc.metric),
+        str(tc.mode),
+        int(tc.num_samples),
+        int(tc.max_epochs),
+        tables,
+        early,
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=nested,
+        tune_config=tune.TuneConfig(
+            metric=tc.metric,
+            mode=tc.mode,
+            search_alg=tune_lib.make_search(tc, [baseline] if baseline else [], int(config.seed)),
+            scheduler=tune_lib.make_scheduler(tc, nested),
+            num_samples=int(tc.num_samples),
+            trial_dirname_creator=trial_dirname,
+            reuse_actors=True,  # skip a fresh worker's imports and JAX start-up per trial
+        ),
+        run_config=tune.RunConfig(
+            name=sweep_id,
+            storage_path=str(ray_results_dir()),
+            callbacks=[
+                callback,
+                cluster.RecordProcesses(str(paths.checkpoints_dir() / sweep_id / "processes.json")),
+            ],
+            # PBT clones other trials' latest checkpoints: keep a few so none vanishes mid-copy.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if tc.scheduler == "pbt" else 2),
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            progress_reporter=reporter,
+            verbose=1,
+        ),
+    )
 
 
 def _fit(tuner: tune.Tuner, tracker: Tracker, parent: str) -> tune.ResultGrid:
@@ -168,44 +264,22 @@ def _fit(tuner: tune.Tuner, tracker: Tracker, parent: str) -> tune.ResultGrid:
         raise
 
 
-def resume_sweep(
-    sweep_id: str, *, ray_address: str | None = None, num_cpus: int | None = None
-) -> SweepResult:
-    """Continue an interrupted sweep: finished trials stay, unfinished ones restart from
-    their last checkpoint, and their MLflow runs are continued rather than duplicated."""
-    sweep_dir = paths.checkpoints_dir() / sweep_id
-    exp_dir = ray_results_dir() / sweep_id
-    state_file = sweep_dir / "sweep.json"
-    if not state_file.is_file() or not tune.Tuner.can_restore(str(exp_dir)):
-        raise FileNotFoundError(
-            f"no sweep {sweep_id!r} to resume: expected {state_file} and the Ray experiment {exp_dir}"
-        )
-    state = json.loads(state_file.read_text())
-    config = config_lib.from_json(json.dumps(state["base_config"]))
-    parent = state["mlflow_parent_run_id"]
-    if state.get("status") == "finished":  # nothing to continue; don't journal it twice
-        console.print(f"sweep {sweep_id} has finished already; its trials:")
-        report.print_table(state["trials"], str(config.tune.metric), console)
-        best = sweep_dir / "best" if state.get("best") else None
-        return SweepResult(sweep_id, sweep_dir, parent, state["trials"], True, best)
-    splits = _load_data(config)
-    tracker = Tracker(EXPERIMENT)
-    tracker.client.update_run(parent, status="RUNNING")
-    tracker.set_tags(parent, {"ecgjax.resumed": time.strftime("%Y-%m-%d %H:%M:%S")})
-    console.print(f"resuming sweep {sweep_id} from {exp_dir}")
-    started = start_ray(ray_address, num_cpus)
-    try:
-        tuner = tune.Tuner.restore(
-            str(exp_dir),
-            trainable=_trainable(config, splits, sweep_id),
-            resume_unfinished=True,
-            resume_errored=False,
-        )
-        grid = _fit(tuner, tracker, parent)
-    finally:
-        if started:
-            ray.shutdown()
-    return _finish(grid, config, state, sweep_dir, tracker)
+def _restorable(exp_dir: Path) -> bool:
+    """Whether Tune saved this experiment's state; a driver killed after Tune wrote its
+    ``tuner.pkl`` but before the first snapshot (no trial had started) leaves only the
+    former, and the sweep starts afresh."""
+    if tune.Tuner.can_restore(str(exp_dir)) and any(exp_dir.glob("experiment_state-*.json")):
+        return True
+    shutil.rmtree(exp_dir, ignore_errors=True)
+    return False
+
+
+def _smoke(state: dict[str, Any]) -> bool:
+    return bool(state.get("smoke", str(state.get("config_file", "")).endswith(":smoke")))
+
+
+def _entries(state: dict[str, Any]) -> list[str]:
+    return journal.entries_for(state["sweep_id"], journal.journal_path(_smoke(state)))
 
 
 def trial_dirname(trial: Any) -> str:
@@ -226,12 +300,14 @@ def _trainable(
     config: ml_collections.ConfigDict,
     data: data_lib.Splits | folds.CrossValidation,
     sweep_id: str,
+    verbose: bool = False,
 ) -> Any:
     """The trainable with the data in the object store (once) and the per-trial resources."""
     common = {
         "base_json": config_lib.to_json(config),
         "sweep_id": sweep_id,
         "checkpoint_root": str(paths.checkpoints_dir()),
+        "verbose": verbose,
     }
     if isinstance(data, folds.CrossValidation):
         with_data = tune.with_parameters(tune_cv.train_cv_trial, cv=data, **common)
@@ -256,6 +332,7 @@ def _finish(
             row["params"].get(k) == v for k, v in state["baseline"].items()
         )
     complete = grid.num_terminated + grid.num_errors == len(grid)
+    tracking.close_trial_runs(tracker, sweep_id, rows, complete)
     report.print_table(rows, metric, console)
     best_dir = None
     ok = [r for r in rows if r["status"] == "ok" and "metric" in r]
@@ -281,11 +358,13 @@ def _finish(
         console.print(f"[yellow]sweep interrupted; continue with --resume {sweep_id}[/yellow]")
         return SweepResult(sweep_id, sweep_dir, parent, rows, False, best_dir)
     tracker.end_run(parent, status="FINISHED" if ok else "FAILED")
-    journal.add_result(sweep_id, report.result_lines(rows, metric, config))
+    smoke = _smoke(state)
+    if not any("Result" in e.splitlines()[0] for e in _entries(state)):
+        journal.add_result(sweep_id, report.result_lines(rows, metric, config), smoke=smoke)
     console.print(
-        f"journal: {journal.journal_path()} (sweep {sweep_id}); MLflow parent run {parent}"
+        f"journal: {journal.journal_path(smoke)} (sweep {sweep_id}); MLflow parent run {parent}"
     )
-    journal.prompt_reflection(sweep_id)
+    journal.prompt_reflection(sweep_id, smoke=smoke)
     return SweepResult(sweep_id, sweep_dir, parent, rows, True, best_dir)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,75 @@ class MlflowSweepCallback(Callback):
             for m in self.tracker.client.get_metric_history(run_id, key):
                 by_epoch.setdefault(m.step, {"epoch": m.step})[key] = m.value
         return [row for _, row in sorted(by_epoch.items()) if len(row) == len(keys) + 1]
+
+
+def parent_run(tracker: Tracker, state: dict[str, Any]) -> str:
+    """The sweep's MLflow parent run: found by its tags, else created (a driver killed
+    between creating it and recording its id in ``sweep.json`` finds it again).
+
+    Params and artifacts are logged until the run carries ``ecgjax.logged``, so a kill in
+    the middle of logging leaves nothing missing either; a found run is RUNNING again.
+    """
+    sweep_id = state["sweep_id"]
+    run_id = state.get("mlflow_parent_run_id") or _find_parent(tracker, sweep_id)
+    if run_id is None:
+        tags = {
+            "ecgjax.kind": "sweep",
+            "ecgjax.sweep_id": sweep_id,
+            "ecgjax.hypothesis": state["hypothesis"],
+            "mlflow.note.content": f"Hypothesis: {state['hypothesis']}",
+            "ecgjax.config_file": state["config_file"],
+            "ecgjax.ray_results": state["ray_results"],
+            **{f"ecgjax.tune.{k}": v for k, v in state["base_config"]["tune"].items()},
+        }
+        run_id = tracker.start_run(sweep_id, tags=tags)
+    else:
+        tracker.client.update_run(run_id, status="RUNNING")
+        tracker.set_tags(run_id, {"ecgjax.resumed": time.strftime("%Y-%m-%d %H:%M:%S")})
+    if "ecgjax.logged" not in tracker.client.get_run(run_id).data.tags:
+        config = config_lib.from_json(json.dumps(state["base_config"]))
+        tracker.log_params(run_id, config_lib.flatten(config))
+        config_path = Path(state["config_file"].rsplit(":", 1)[0])
+        if config_path.is_file():
+            tracker.log_artifact(run_id, config_path, "config")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "search_space.json"
+            path.write_text(json.dumps(state["search_space"], indent=2, default=str))
+            tracker.log_artifact(run_id, path)
+        tracker.set_tags(run_id, {"ecgjax.logged": "1"})
+    return run_id
+
+
+def _find_parent(tracker: Tracker, sweep_id: str) -> str | None:
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.`ecgjax.sweep_id` = '{sweep_id}' and tags.`ecgjax.kind` = 'sweep'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def close_trial_runs(
+    tracker: Tracker, sweep_id: str, rows: list[dict[str, Any]], complete: bool
+) -> None:
+    """Leave no child run RUNNING when the driver ends: the callback ends each trial's run,
+    but a driver killed before a trial's end was recorded, or a Ctrl-C, can leave one open.
+
+    A complete sweep's trials are FINISHED (FAILED with an error); an interrupted sweep's
+    open runs are KILLED (``--resume`` sets them RUNNING again); a run whose trial is not in
+    the experiment (started just before a kill that lost Tune's state) is KILLED and tagged.
+    """
+    status = {r["trial_id"]: ("FAILED" if r["status"] == "error" else "FINISHED") for r in rows}
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.`ecgjax.sweep_id` = '{sweep_id}' and tags.`ecgjax.kind` = 'trial'",
+    )
+    for run in runs:
+        if run.info.status != "RUNNING":
+            continue
+        trial_id = run.data.tags.get("ecgjax.trial_id", "")
+        if trial_id not in status:
+            tracker.set_tags(run.info.run_id, {"ecgjax.orphan": "not in the Ray experiment"})
+            tracker.end_run(run.info.run_id, status="KILLED")
+        else:
+            tracker.end_run(run.info.run_id, status=status[trial_id] if complete else "KILLED")

@@ -12,7 +12,9 @@ dicts (``{"optim": {"learning_rate": ...}}``) and flattened back here.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -33,6 +35,7 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
+from ecgjax.tuning import ledger
 
 STATE_DIR = "state"  # Orbax folder inside a Ray checkpoint
 MARKER = "trial.json"  # which trial and epoch wrote a Ray checkpoint
@@ -195,10 +198,11 @@ def trial_data_config(
     return config_lib.with_overrides(config, {"data.train_file": train, "data.test_file": test})
 
 
-def setup_trial_process(config: ml_collections.ConfigDict) -> None:
+def setup_trial_process(config: ml_collections.ConfigDict, verbose: bool = False) -> None:
     """Per-trial JAX settings, before JAX's backend starts in this worker process.
 
     Trials sharing a GPU each get a memory fraction instead of JAX's default 75% grab.
+    Ray's "Checkpoint successfully created" line per report is silenced unless ``verbose``.
     """
     gpus = float(config.tune.gpus_per_trial)
     if gpus > 0:
@@ -206,6 +210,9 @@ def setup_trial_process(config: ml_collections.ConfigDict) -> None:
         os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{min(0.9 * gpus, 0.95):.3f}"
     else:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    level = logging.INFO if verbose else logging.WARNING
+    for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
+        logging.getLogger(name).setLevel(level)
     from ecgjax.runtime import configure_jax
 
     configure_jax()
@@ -218,16 +225,18 @@ def train_trial(
     base_json: str,
     sweep_id: str,
     checkpoint_root: str,
+    verbose: bool = False,
 ) -> None:
-    """The Ray Tune function trainable: one seed ensemble, reported and checkpointed per epoch."""
+    """The Ray Tune function trainable: one seed ensemble, reported and checkpointed per epoch.
+
+    A restarted trial never trains an epoch it had finished (see :mod:`ecgjax.tuning.ledger`).
+    """
     base = config_lib.from_json(base_json)
     config = trial_config(base, params)
-    setup_trial_process(config)
+    setup_trial_process(config, verbose)
     from ecgjax.training.run import EpochResult, run_training  # after the XLA variables are set
 
     own = trial_data_config(base, config, splits.train.source, splits.test.source)
-    splits = data_lib.load_splits(own) if own is not None else splits
-
     trial_id = tune.get_context().get_trial_id()
     run_dir = Path(checkpoint_root) / sweep_id / trial_id
 
@@ -238,46 +247,89 @@ def train_trial(
         metrics["epoch"] = result.epoch
         metrics["best_epoch"] = int(result.progress["best_epoch"])
         metrics["val_confusion"] = result.val_report["ensemble"]["confusion"]
+        ledger.record(run_dir, metrics)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt.save_dir(Path(tmp) / STATE_DIR, result.state, result.progress)
-            (Path(tmp) / MARKER).write_text(
-                json.dumps({"trial_id": trial_id, "epoch": result.epoch})
-            )
+            write_marker(Path(tmp), trial_id, metrics)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        run_training(config, splits, run_dir, hooks=[report], evaluate_test=False)
-        return
-    with checkpoint.as_directory() as folder:
-        adopt_checkpoint(run_dir, Path(folder), trial_id)
-        run_training(
+    with contextlib.ExitStack() as stack:
+        checkpoint = tune.get_checkpoint()
+        folder = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
+        marker = read_marker(folder) if folder is not None else None
+        restore: Path | None = None
+        if marker is not None and marker["trial_id"] != trial_id:  # a PBT clone
+            restore = adopt_checkpoint(run_dir, folder, trial_id)  # type: ignore[arg-type]
+            epoch = int(marker["epoch"])
+        else:
+            epoch = int(marker["epoch"]) if marker else 0
+            todo, epoch_at, finished = ledger.plan(run_dir, epoch)
+            if todo:
+                replay(run_dir, trial_id, todo, epoch_at)
+            if finished:
+                return
+            ledger.rewind(run_dir, epoch_at)
+            if epoch_at == epoch and folder is not None:
+                restore = folder / STATE_DIR
+            epoch = epoch_at
+        splits = data_lib.load_splits(own) if own is not None else splits
+        reached = run_training(
             config,
             splits,
             run_dir,
             hooks=[report],
             evaluate_test=False,
-            restore_from=Path(folder) / STATE_DIR,
-        )
+            resume=restore is None and epoch > 0,  # from the trial folder's own state
+            restore_from=restore,
+        ).epochs_run
+        ledger.finish(run_dir, reached)
+        if folder is not None and restore is not None and reached == epoch:
+            rereport(folder)  # restored with no epoch left (PBT after the last one)
 
 
-def adopt_checkpoint(run_dir: Path, folder: Path, trial_id: str) -> None:
-    """Make a trial's run folder agree with the Tune checkpoint it restarts from.
+def write_marker(folder: Path, trial_id: str, metrics: dict[str, Any]) -> None:
+    """Which trial and epoch wrote a Tune checkpoint, and what it reported for that state."""
+    marker = {"trial_id": trial_id, "epoch": int(metrics["epoch"]), "metrics": metrics}
+    (folder / MARKER).write_text(json.dumps(marker, default=float))
 
-    Its own checkpoint (pause/resume, a restarted driver): steps newer than it are dropped;
-    a driver killed between the run folder's save and Tune's report leaves such steps, and
-    Orbax refuses to save a step twice. Another trial's (a PBT exploit): the weights now
-    descend from that trial, so ``latest/`` and ``best/`` restart from the cloned state.
+
+def read_marker(folder: Path) -> dict[str, Any]:
+    return dict(json.loads((folder / MARKER).read_text()))
+
+
+def rereport(folder: Path) -> None:
+    """Report a restored checkpoint's own result again (it leaves no epoch to train)."""
+    metrics = read_marker(folder).get("metrics")
+    if metrics is not None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+
+
+def replay(run_dir: Path, trial_id: str, todo: list[dict[str, Any]], epoch: int) -> None:
+    """Send recorded reports to Tune again; the last carries a Tune checkpoint of the trial
+    folder's state at ``epoch``, so a later restart begins there."""
+    for metrics in todo[:-1]:
+        tune.report(metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(run_dir / "latest" / str(epoch), Path(tmp) / STATE_DIR / str(epoch))
+        write_marker(Path(tmp), trial_id, todo[-1])
+        tune.report(todo[-1], checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def adopt_checkpoint(run_dir: Path, folder: Path, trial_id: str) -> Path:
+    """Make a trial's run folder agree with the Tune checkpoint it restarts from; returns the
+    Orbax folder to restore.
+
+    Its own checkpoint (pause/resume, a restarted driver): what lies past it is dropped
+    (:func:`ledger.rewind`; the single-split trainable first replays what its folder holds,
+    see :func:`ledger.plan`). Another trial's (a PBT exploit): the weights now descend from
+    that trial, so ``latest/`` and ``best/`` restart from the cloned state, and the record
+    past the clone's epoch is dropped.
     """
-    marker = json.loads((folder / MARKER).read_text())
+    marker = read_marker(folder)
     epoch = int(marker["epoch"])
     if marker["trial_id"] != trial_id:
         for which in ("latest", "best"):
             shutil.rmtree(run_dir / which, ignore_errors=True)
             shutil.copytree(folder / STATE_DIR / str(epoch), run_dir / which / str(epoch))
-        return
-    for which in ("latest", "best"):
-        steps = (run_dir / which).iterdir() if (run_dir / which).is_dir() else []
-        for step in steps:
-            if step.is_dir() and step.name.isdigit() and int(step.name) > epoch:
-                shutil.rmtree(step)
+    ledger.rewind(run_dir, epoch)
+    return folder / STATE_DIR

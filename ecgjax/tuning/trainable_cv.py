@@ -24,6 +24,7 @@ from ray import tune
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax.data import folds
+from ecgjax.tuning import ledger
 from ecgjax.tuning.trainable import (
     MARKER,
     STATE_DIR,
@@ -55,12 +56,13 @@ def train_cv_trial(
     base_json: str,
     sweep_id: str,
     checkpoint_root: str,
+    verbose: bool = False,
 ) -> None:
     """The Ray Tune function trainable: k fold ensembles, reported as their mean per epoch."""
     base = config_lib.from_json(base_json)
     config = trial_config(base, params)
     check_config(config)
-    setup_trial_process(config)
+    setup_trial_process(config, verbose)
     from ecgjax.training.run import TrainingRun  # after the XLA variables are set
 
     own = trial_data_config(base, config, cv.pool.source, cv.test.source)
@@ -80,7 +82,9 @@ def train_cv_trial(
             for i, splits in enumerate(fold_splits):
                 fold_dir = run_dir / f"fold{i}"
                 restore = None
-                if folder is not None:
+                if folder is None:
+                    ledger.rewind(fold_dir, 0)  # a fresh start after a kill: no step saved twice
+                else:
                     adopt_checkpoint(fold_dir, folder / f"fold{i}", trial_id)
                     restore = folder / f"fold{i}" / STATE_DIR
                 runs.append(TrainingRun(config, splits, fold_dir, restore_from=restore))
