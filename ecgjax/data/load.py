@@ -15,6 +15,7 @@ import ml_collections
 from ecgjax import paths
 from ecgjax.data.attach import attach_inputs, joint_context
 from ecgjax.data.beats import BeatData, DataError, load_parquet
+from ecgjax.data.download import offline
 from ecgjax.data.splits import record_split, stratified_split, stratified_subsample
 
 
@@ -79,25 +80,23 @@ def ensure_data(config: ml_collections.ConfigDict) -> None:
     mitbih = d.dataset in ("mitbih", "interpatient")
     source = paths.mitdb_dir()
     reason = ""
-    if mitbih:
-        # heavy (wfdb, scipy): only when files are missing
-        from ecgjax.data.download import offline
-        from ecgjax.data.prepare import PrepareError, prepare
+    if mitbih and (source is not None or not offline()):
+        from ecgjax.data.prepare import PrepareError, prepare  # heavy (wfdb, scipy): on demand
 
         if source is not None:
             prepare(source, paths.data_dir())
-        elif not offline():
+        else:
             try:
                 prepare(None, paths.data_dir(), download=True)
             except PrepareError as e:
                 reason = f" ({e})"
-        else:
-            reason = " (ECGJAX_OFFLINE is set, so nothing was downloaded)"
-        missing = [f for f in files if not f.is_file()]
-        if not missing:
-            return
-        if source is not None:
-            raise DataError(f"{missing[0]}: still missing after preparing from {source}")
+    elif mitbih:
+        reason = " (ECGJAX_OFFLINE is set, so nothing was downloaded)"
+    missing = [f for f in files if not f.is_file()]
+    if not missing:
+        return
+    if source is not None and mitbih:
+        raise DataError(f"{missing[0]}: still missing after preparing from {source}")
     options = [
         f"copy the seed's parquet files ({', '.join(f.name for f in files)}) into {files[0].parent}"
     ]
@@ -105,7 +104,8 @@ def ensure_data(config: ml_collections.ConfigDict) -> None:
         options = [
             "set ECGJAX_MITDB_DIR=DIR to local MIT-BIH records "
             "(or `uv run scripts/prepare_data.py --source DIR`)",
-            "when online, unset ECGJAX_OFFLINE and run again (or `uv run scripts/prepare_data.py --download`)",
+            ("unset ECGJAX_OFFLINE and run again online" if offline() else "run again online")
+            + " to download them from PhysioNet (or `uv run scripts/prepare_data.py --download`)",
             *options,
         ]
     raise DataError(
