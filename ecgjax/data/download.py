@@ -154,16 +154,15 @@ def _ensure(
         transient=False,
     )
     with bar:
-        overall = bar.add_task(f"mitdb ({len(todo)} files)", total=len(todo))
-        current = bar.add_task("", total=None)
-        for name in todo:
-            bar.update(current, description=name, completed=0, total=None)
+        task = bar.add_task("mitdb", total=None)
+        for i, name in enumerate(todo, 1):
+            label = f"mitdb {i}/{len(todo)} {name}"
+            bar.reset(task, total=None, description=label)
 
-            def advance(done: int, total: int | None, name: str = name) -> None:
-                bar.update(current, completed=done, total=total, description=name)
+            def advance(done: int, total: int | None, label: str = label) -> None:
+                bar.update(task, completed=done, total=total, description=label)
 
             _fetch_verified(base + name, dest / name, sums[name], result, advance)
-            bar.advance(overall)
 
 
 def _fetch_verified(
