@@ -14,6 +14,9 @@ from ecgjax.data.synthetic import make_records
 # The suite never reaches the internet: data that is missing must not trigger a PhysioNet
 # download (the download tests lift this and point ECGJAX_PHYSIONET_URL at a loopback mirror).
 os.environ.setdefault("ECGJAX_OFFLINE", "1")
+# Ray reads this when it is first imported, which may be before ecgjax.tuning.sweep sets it:
+# under `uv run pytest`, Ray would otherwise build a fresh virtualenv for every worker.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
 def write_synthetic_split(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,11 +40,11 @@ from ecgjax import paths
 from ecgjax.data import folds
 from ecgjax.tracking import Tracker
 from ecgjax.training.checkpoint import write_json_atomic
-from ecgjax.tuning import journal
+from ecgjax.tuning import cluster, journal
 from ecgjax.tuning import summary as report
 from ecgjax.tuning import trainable as tune_lib
 from ecgjax.tuning import trainable_cv as tune_cv
-from ecgjax.tuning.cluster import ray_results_dir, start_ray
+from ecgjax.tuning.cluster import experiment_path, ray_results_root, start_ray
 from ecgjax.tuning.tracking import MlflowSweepCallback
 
 EXPERIMENT = "ecgjax-tune"
@@ -77,13 +78,14 @@ def run_sweep(
     """
     hypothesis = journal.require_hypothesis(hypothesis)
     sweep_id = name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (ray_results_dir() / sweep_id).exists() or (paths.checkpoints_dir() / sweep_id).exists():
+    if cluster.exists(experiment_path(sweep_id)) or (paths.checkpoints_dir() / sweep_id).exists():
         raise FileExistsError(f"sweep {sweep_id!r} exists; continue it with --resume {sweep_id}")
     space = config_lib.load_search_space(config_file, tune)
     nested = tune_lib.nest_space(space, config)
     baseline = tune_lib.baseline_point(space, config)
     tune_lib.make_scheduler(config.tune, nested)  # fail on a bad tune section before any work
     tune_lib.make_search(config.tune, [], int(config.seed))
+    cluster.custom_resources(str(config.tune.resources))
     splits = _load_data(config)
 
     sweep_dir = paths.checkpoints_dir() / sweep_id
@@ -95,7 +97,7 @@ def run_sweep(
         "ecgjax.hypothesis": hypothesis,
         "mlflow.note.content": f"Hypothesis: {hypothesis}",
         "ecgjax.config_file": config_file,
-        "ecgjax.ray_results": str(ray_results_dir() / sweep_id),
+        "ecgjax.ray_results": experiment_path(sweep_id),
         **{f"ecgjax.tune.{k}": v for k, v in tc.items()},
     }
     parent = tracker.start_run(sweep_id, tags=tags)
@@ -105,7 +107,7 @@ def run_sweep(
         "config_file": config_file,
         "hypothesis": hypothesis,
         "mlflow_parent_run_id": parent,
-        "ray_results": str(ray_results_dir() / sweep_id),
+        "ray_results": experiment_path(sweep_id),
         "search_space": tune_lib.describe_space(space),
         "baseline": tune_lib.flatten_params(baseline) if baseline else None,
         "base_config": json.loads(config_lib.to_json(config)),
@@ -140,7 +142,7 @@ def run_sweep(
             ),
             run_config=tune.RunConfig(
                 name=sweep_id,
-                storage_path=str(ray_results_dir()),
+                storage_path=ray_results_root(),
                 callbacks=[callback],
                 # PBT clones other trials' latest checkpoints: keep a few so none vanishes mid-copy.
                 checkpoint_config=tune.CheckpointConfig(
@@ -174,9 +176,9 @@ def resume_sweep(
     """Continue an interrupted sweep: finished trials stay, unfinished ones restart from
     their last checkpoint, and their MLflow runs are continued rather than duplicated."""
     sweep_dir = paths.checkpoints_dir() / sweep_id
-    exp_dir = ray_results_dir() / sweep_id
+    exp_dir = experiment_path(sweep_id)
     state_file = sweep_dir / "sweep.json"
-    if not state_file.is_file() or not tune.Tuner.can_restore(str(exp_dir)):
+    if not state_file.is_file() or not tune.Tuner.can_restore(exp_dir):
         raise FileNotFoundError(
             f"no sweep {sweep_id!r} to resume: expected {state_file} and the Ray experiment {exp_dir}"
         )
@@ -196,7 +198,7 @@ def resume_sweep(
     started = start_ray(ray_address, num_cpus)
     try:
         tuner = tune.Tuner.restore(
-            str(exp_dir),
+            exp_dir,
             trainable=_trainable(config, splits, sweep_id),
             resume_unfinished=True,
             resume_errored=False,
@@ -232,13 +234,17 @@ def _trainable(
         "base_json": config_lib.to_json(config),
         "sweep_id": sweep_id,
         "checkpoint_root": str(paths.checkpoints_dir()),
+        "driver_node": ray.get_runtime_context().get_node_id(),
+        "results_root": ray_results_root(),
     }
     if isinstance(data, folds.CrossValidation):
         with_data = tune.with_parameters(tune_cv.train_cv_trial, cv=data, **common)
     else:
         with_data = tune.with_parameters(tune_lib.train_trial, splits=data, **common)
     resources = {"cpu": float(config.tune.cpus_per_trial), "gpu": float(config.tune.gpus_per_trial)}
-    return tune.with_resources(with_data, resources)
+    return tune.with_resources(
+        with_data, resources | cluster.custom_resources(str(config.tune.resources))
+    )
 
 
 def _finish(
@@ -255,12 +261,16 @@ def _finish(
         row["baseline"] = state.get("baseline") is not None and all(
             row["params"].get(k) == v for k, v in state["baseline"].items()
         )
-    complete = grid.num_terminated + grid.num_errors == len(grid)
+    # A Ctrl-C leaves the running trials TERMINATED in memory (Tune's saved state has them
+    # running, so --resume continues them); only trials the MLflow callback saw end are done.
+    complete = grid.num_terminated + grid.num_errors == len(grid) and _all_ended(
+        tracker, sweep_id, [r["trial_id"] for r in rows]
+    )
     report.print_table(rows, metric, console)
     best_dir = None
     ok = [r for r in rows if r["status"] == "ok" and "metric" in r]
     if ok:
-        best_dir = report.copy_best(ok[0], sweep_dir)
+        best_dir = _export_best(ok[0], sweep_dir, sweep_id)
         best = ok[0]
         tracker.log_metrics(
             parent, {f"best/{k}": best[k] for k in report.metric_keys(metric)}, step=0
@@ -287,6 +297,29 @@ def _finish(
     )
     journal.prompt_reflection(sweep_id)
     return SweepResult(sweep_id, sweep_dir, parent, rows, True, best_dir)
+
+
+def _all_ended(tracker: Tracker, sweep_id: str, trial_ids: list[str]) -> bool:
+    """Whether every trial's MLflow child run ended (completed or failed, not interrupted)."""
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.`ecgjax.sweep_id` = '{sweep_id}'"
+    )
+    status = {r.data.tags.get("ecgjax.trial_id"): r.info.status for r in runs}
+    return all(status.get(t) in ("FINISHED", "FAILED") for t in trial_ids)
+
+
+def _export_best(row: dict[str, Any], sweep_dir: Path, sweep_id: str) -> Path:
+    """Copy the best trial's run folder to ``<sweep>/best``: the copy a trial on another node
+    uploaded to the sweep's storage when there is one, else the local folder."""
+    remote = sweep_dir / f".{row['trial_id']}.fetched"
+    shutil.rmtree(remote, ignore_errors=True)
+    try:
+        location = cluster.run_copy(ray_results_root(), sweep_id, row["trial_id"])
+        if cluster.fetch_run_dir(location, remote):
+            row = {**row, "run_dir": str(remote)}
+        return report.copy_best(row, sweep_dir)
+    finally:
+        shutil.rmtree(remote, ignore_errors=True)
 
 
 def _log_json(tracker: Tracker, run_id: str, obj: Any, name: str) -> None:

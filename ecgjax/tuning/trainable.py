@@ -33,6 +33,7 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
+from ecgjax.tuning.cluster import fetch_run_dir, run_copy, share_run_dir
 
 STATE_DIR = "state"  # Orbax folder inside a Ray checkpoint
 MARKER = "trial.json"  # which trial and epoch wrote a Ray checkpoint
@@ -218,6 +219,8 @@ def train_trial(
     base_json: str,
     sweep_id: str,
     checkpoint_root: str,
+    driver_node: str = "",
+    results_root: str = "",
 ) -> None:
     """The Ray Tune function trainable: one seed ensemble, reported and checkpointed per epoch."""
     base = config_lib.from_json(base_json)
@@ -230,6 +233,7 @@ def train_trial(
 
     trial_id = tune.get_context().get_trial_id()
     run_dir = Path(checkpoint_root) / sweep_id / trial_id
+    shared = run_copy(results_root, sweep_id, trial_id)
 
     def report(result: EpochResult) -> None:
         from ecgjax.training import checkpoint as ckpt
@@ -243,12 +247,19 @@ def train_trial(
             (Path(tmp) / MARKER).write_text(
                 json.dumps({"trial_id": trial_id, "epoch": result.epoch})
             )
+            saved = [
+                run_dir / w / str(result.epoch) for w in ("latest", "best")[: 1 + result.is_best]
+            ]
+            # before the report, which does not return when the scheduler stops the trial
+            share_run_dir(run_dir, shared, driver_node, saved)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         run_training(config, splits, run_dir, hooks=[report], evaluate_test=False)
         return
+    if not run_dir.exists():  # restarted on another node: continue the uploaded run folder
+        fetch_run_dir(shared, run_dir)
     with checkpoint.as_directory() as folder:
         adopt_checkpoint(run_dir, Path(folder), trial_id)
         run_training(
