@@ -138,3 +138,34 @@ def test_sweep_trials_on_a_worker_node_with_uri_storage_and_resume(
     report = evaluate.evaluate(loaded, test, val=val, n_boot=20, write=False, log_mlflow=False)
     assert loaded.epoch == result.rows[0]["best_epoch"] and loaded.which == "best"
     assert 0.0 <= report["metrics"]["ensemble"]["accuracy"] <= 1.0
+
+
+def test_results_location_resources_and_mlflow_artifacts_for_a_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECGJAX_RAY_RESULTS", "file:///mnt/shared/ray_results/")
+    assert cluster.experiment_path("s1") == "file:///mnt/shared/ray_results/s1"
+    fs, where = cluster.storage(cluster.experiment_path("s1"))
+    assert where == "/mnt/shared/ray_results/s1" and fs.type_name == "local"
+    monkeypatch.setenv("ECGJAX_RAY_RESULTS", str(tmp_path / "rr"))
+    assert cluster.experiment_path("s1") == str(tmp_path / "rr" / "s1")
+    assert cluster.run_copy("", "s1", "t1") == ""  # no storage known: nothing to fetch
+    assert not cluster.fetch_run_dir("", tmp_path / "x")
+
+    assert cluster.custom_resources(" gpu_box:1, fast_disk:0.5 ") == {
+        "gpu_box": 1.0,
+        "fast_disk": 0.5,
+    }
+    assert cluster.custom_resources("") == {}
+    for bad in ("gpu_box", "gpu_box:0", ":1", "gpu_box:many"):
+        with pytest.raises(ValueError, match=r"tune\.resources"):
+            cluster.custom_resources(bad)
+
+    monkeypatch.delenv("ECGJAX_MLFLOW_ARTIFACTS", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert paths.mlflow_artifact_location() is None  # the tracking server stores them
+    monkeypatch.setenv("ECGJAX_MLFLOW_ARTIFACTS", "s3://bucket/mlartifacts")
+    assert paths.mlflow_artifact_location() == "s3://bucket/mlartifacts"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("ECGJAX_MLFLOW_ARTIFACTS", str(tmp_path / "art"))
+    assert paths.mlflow_artifact_location() == (tmp_path / "art").as_uri()
