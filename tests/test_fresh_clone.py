@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,20 @@ from physionet_mirror import Mirror
 from ecgjax import paths
 
 RECORDS = ["100", "107", "119", "208", "232"]  # N, Q (paced), V, F and V, S
+
+
+def _readme_commands() -> list[list[str]]:
+    """The commands of the README's bash blocks, in order."""
+    text = (paths.PROJECT_ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    return [shlex.split(line) for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_readme_opens_with_the_main_job_and_the_tests_naming_no_workspace_path() -> None:
+    main, tests = _readme_commands()[:2]
+    assert main[:3] == ["uv", "run", "scripts/tune.py"] and tests == ["uv", "run", "pytest"]
+    assert not any(re.match(r"^[A-Z_]+=", word) for word in main)  # no environment prefix
+    assert "shared" not in " ".join(main) and "ECGJAX_MITDB_DIR" not in " ".join(main)
 
 
 def _fresh_copy(dest: Path) -> Path:
@@ -62,8 +78,10 @@ def test_fresh_clone_downloads_prepares_and_runs_the_smoke_sweep(tmp_path: Path)
     }
     with Mirror(Path(value), RECORDS) as mirror:
         env["ECGJAX_PHYSIONET_URL"] = mirror.url
-        command = [sys.executable, "scripts/tune.py", "--config", "configs/asha_cnn.py:smoke"]
-        command += ["--hypothesis", "fresh machine", "--name", "fresh", "--num_cpus", "2"]
+        # The README's smoke command as written, minus `uv run` (this interpreter is the venv's).
+        smoke = next(c for c in _readme_commands() if "configs/asha_cnn.py:smoke" in c)
+        assert smoke[:3] == ["uv", "run", "scripts/tune.py"], smoke
+        command = [sys.executable, *smoke[2:], "--name", "fresh", "--num_cpus", "2"]
         done = subprocess.run(
             command, cwd=clone, env=env, capture_output=True, text=True, timeout=400
         )
