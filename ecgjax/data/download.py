@@ -212,6 +212,9 @@ def _fetch(
         resumed = have and response.status == 206
         if have and not resumed:  # the server ignored the range: start over
             have = 0
+        elif resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+            part.unlink()  # another range than asked for: start over on the next attempt
+            raise OSError(f"{url}: the server answered another range than bytes={have}-")
         if resumed:
             result.resumed.append(part.name.removesuffix(".part"))
         length = response.headers.get("Content-Length")
