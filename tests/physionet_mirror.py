@@ -4,7 +4,7 @@ It serves a folder of MIT-BIH records (``ECGJAX_MITDB_DIR``) under PhysioNet's l
 (``/files/mitdb/1.0.0/NAME``) with a ``RECORDS`` listing only the chosen records and a
 ``SHA256SUMS.txt`` generated from the served bytes, answers ``Range: bytes=N-`` requests with
 206, and can misbehave once per file: ``corrupt`` serves flipped bytes, ``cut`` closes the
-connection halfway through the body. ``requests`` logs ``(name, range header)`` per GET.
+connection halfway through the body, ``misrange`` answers a range request with the wrong range. ``requests`` logs ``(name, range header)`` per GET.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Mirror:
         self.files["SHA256SUMS.txt"] = sums.encode()
         self.corrupt: set[str] = set()
         self.cut: set[str] = set()
+        self.misrange: set[str] = set()  # answer a range request from one byte later
         self.requests: list[tuple[str, str | None]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -72,8 +73,11 @@ class Mirror:
                     mirror.requests.append((name, rng))
                     corrupt = name in mirror.corrupt
                     cut = name in mirror.cut
+                    misrange = name in mirror.misrange and rng is not None
                     mirror.corrupt.discard(name)
                     mirror.cut.discard(name)
+                    if misrange:
+                        mirror.misrange.discard(name)
                 if not self.path.startswith(PREFIX) or name not in mirror.files:
                     self.send_error(404)
                     return
@@ -81,6 +85,7 @@ class Mirror:
                 if corrupt:
                     body = bytes(b ^ 0xFF for b in body[:64]) + body[64:]
                 start = int(rng.removeprefix("bytes=").split("-")[0]) if rng else 0
+                start += misrange
                 if start >= len(body) and rng:
                     self.send_response(416)
                     self.send_header("Content-Range", f"bytes */{len(body)}")

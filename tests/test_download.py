@@ -99,6 +99,15 @@ def test_a_partial_file_left_by_a_killed_run_is_continued(
         assert result.bytes == total - third - len(mirror.body(dl.SUMS))
         _same_as_served(dest, mirror)
 
+        # A server answering another range than asked: the partial file is dropped, not spliced.
+        (dest / "101.dat").unlink()
+        (dest / "101.dat.part").write_bytes(mirror.body("101.dat")[:1000])
+        mirror.misrange = {"101.dat"}
+        result = dl.download_mitdb(dest, url=mirror.url, progress=False)
+        assert mirror.fetched("101.dat")[-2:] == ["bytes=1000-", None]
+        assert not result.refused  # caught at the header, before any byte was appended
+        _same_as_served(dest, mirror)
+
         # A partial file with wrong bytes is not trusted: refused, then fetched whole.
         (dest / "101.atr").unlink()
         (dest / "101.atr.part").write_bytes(b"garbage")
