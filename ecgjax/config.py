@@ -115,6 +115,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.tune.max_concurrent = 2
     c.tune.cpus_per_trial = 1.0
     c.tune.gpus_per_trial = 0.0
+    # Custom Ray resources each trial needs, "name:amount,...": trials then run only on nodes
+    # started with them (`ray start --resources='{"name": 4}'`), e.g. the GPU machines.
+    c.tune.resources = ""
     c.tune.seeds_per_trial = 2
     return c
 

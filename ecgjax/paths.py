@@ -48,6 +48,18 @@ def mlflow_artifacts_dir() -> Path:
     return _env_path("ECGJAX_MLFLOW_ARTIFACTS", PROJECT_ROOT / "mlartifacts")
 
 
+def mlflow_artifact_location() -> str | None:
+    """Artifact location for a new MLflow experiment: ``ECGJAX_MLFLOW_ARTIFACTS`` when set (a
+    folder or a URI); else ``None`` with a tracking server (``http(s)://``), which then stores
+    them itself (its clients may be on other machines); else ``mlartifacts/`` in the project."""
+    value = os.environ.get("ECGJAX_MLFLOW_ARTIFACTS")
+    if value and "://" in value:
+        return value
+    if not value and mlflow_uri().startswith(("http://", "https://")):
+        return None
+    return mlflow_artifacts_dir().as_uri()
+
+
 def jax_cache_dir() -> Path:
     """JAX persistent compilation cache shared by scripts and Ray trials."""
     return _env_path("ECGJAX_JAX_CACHE", PROJECT_ROOT / ".jax_cache")

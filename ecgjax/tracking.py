@@ -77,10 +77,11 @@ class Tracker:
         self.client = MlflowClient(self.uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
-            artifacts = paths.mlflow_artifacts_dir()
-            artifacts.mkdir(parents=True, exist_ok=True)
+            location = paths.mlflow_artifact_location()
+            if location is not None and location.startswith("file://"):
+                paths.mlflow_artifacts_dir().mkdir(parents=True, exist_ok=True)
             self.experiment_id = self.client.create_experiment(
-                experiment, artifact_location=artifacts.as_uri()
+                experiment, artifact_location=location
             )
         else:
             self.experiment_id = found.experiment_id

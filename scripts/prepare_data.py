@@ -1,7 +1,7 @@
 """Prepare beat datasets from WFDB records: the MIT-BIH splits, or any other annotated database.
 
-    uv run scripts/prepare_data.py --source ../shared/data/mitdb   # MIT-BIH splits, ~15 s
-    uv run scripts/prepare_data.py --download                      # from PhysioNet (online)
+    uv run scripts/prepare_data.py --source DIR                    # MIT-BIH splits, ~15 s
+    uv run scripts/prepare_data.py --download                      # from PhysioNet (resumable, verified)
     uv run scripts/prepare_data.py --source DIR --name incart      # data/incart.parq + .json
     uv run scripts/prepare_data.py --source DIR --name svdb --lead ECG1 --annotator atr
 

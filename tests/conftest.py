@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,13 @@ import pytest
 
 from ecgjax import data as data_lib
 from ecgjax.data.synthetic import make_records
+
+# The suite never reaches the internet: data that is missing must not trigger a PhysioNet
+# download (the download tests lift this and point ECGJAX_PHYSIONET_URL at a loopback mirror).
+os.environ.setdefault("ECGJAX_OFFLINE", "1")
+# Ray reads this when it is first imported, which may be before ecgjax.tuning.sweep sets it:
+# under `uv run pytest`, Ray would otherwise build a fresh virtualenv for every worker.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
 def write_synthetic_split(

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
+from physionet_mirror import Mirror
 
 import ecgjax.data.prepare as P
 import ecgjax.data.prepare_store as S
@@ -237,21 +238,15 @@ def test_real_damaged_record_strict(tmp_path):
     assert not (tmp_path / "data" / P.MANIFEST).exists()
 
 
-def test_download_is_a_thin_wfdb_call(source, tmp_path, monkeypatch):
-    def fake_dl(db, dest):
-        assert db == "mitdb"
-        for f in source.glob("*.*"):
-            shutil.copy(f, Path(dest) / f.name)
-
-    monkeypatch.setattr(wfdb, "dl_database", fake_dl)
+def test_download_prepares_from_a_mirror_then_reuses_it(source, tmp_path, monkeypatch):
+    monkeypatch.delenv("ECGJAX_OFFLINE", raising=False)
     out = tmp_path / "data"
-    result = prepare(None, out, download=True, progress=False)
-    assert not result.up_to_date and (out / "mitdb" / "RECORDS").is_file()
-    assert prepare(None, out, download=True, progress=False).up_to_date
-
-    def offline(db, dest):
-        raise ConnectionError("no route to physionet.org")
-
-    monkeypatch.setattr(wfdb, "dl_database", offline)
-    with pytest.raises(PrepareError, match="downloading mitdb from PhysioNet failed"):
-        prepare(None, tmp_path / "other", download=True, progress=False)
+    with Mirror(source, ["100", "101", "102", "103"]) as mirror:
+        monkeypatch.setenv("ECGJAX_PHYSIONET_URL", mirror.url)
+        result = prepare(None, out, download=True, progress=False)
+        assert not result.up_to_date and (out / "mitdb" / "RECORDS").is_file()
+        served = len(mirror.requests)
+        assert prepare(None, out, download=True, progress=False).up_to_date
+        assert len(mirror.requests) == served  # the verified copy is reused offline
+    with pytest.raises(PrepareError, match="downloading mitdb failed"):
+        prepare(None, tmp_path / "other", download=True, progress=False)  # server gone

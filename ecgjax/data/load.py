@@ -15,6 +15,7 @@ import ml_collections
 from ecgjax import paths
 from ecgjax.data.attach import attach_inputs, joint_context
 from ecgjax.data.beats import BeatData, DataError, load_parquet
+from ecgjax.data.download import offline
 from ecgjax.data.splits import record_split, stratified_split, stratified_subsample
 
 
@@ -62,33 +63,52 @@ def shrink(train: BeatData, val: BeatData, test: BeatData, data_cfg: Any) -> Spl
 
 
 def ensure_data(config: ml_collections.ConfigDict) -> None:
-    """Make sure the configured files exist, preparing them from local records if possible.
+    """Make sure the configured files exist, preparing them if they can be built here.
+
+    MIT-BIH files are prepared from ``ECGJAX_MITDB_DIR`` when it is set, else from a
+    PhysioNet download into ``data/mitdb`` (resumed and verified; never with
+    ``ECGJAX_OFFLINE=1``).
 
     Raises:
-        DataError: the files are missing and cannot be built here; lists the options.
+        DataError: the files are missing and cannot be built here; one line with the options.
     """
     d: Any = config.data  # ConfigDict attributes are untyped
     files = [_resolve(d.train_file), _resolve(d.test_file)]
     missing = [f for f in files if not f.is_file()]
     if not missing:
         return
+    mitbih = d.dataset in ("mitbih", "interpatient")
     source = paths.mitdb_dir()
-    if d.dataset in ("mitbih", "interpatient") and source is not None:
-        from ecgjax.data.prepare import prepare  # heavy (wfdb, scipy): only when files are missing
+    reason = ""
+    if mitbih and (source is not None or not offline()):
+        from ecgjax.data.prepare import PrepareError, prepare  # heavy (wfdb, scipy): on demand
 
-        prepare(source, paths.data_dir())
-        missing = [f for f in files if not f.is_file()]
-        if not missing:
-            return
+        if source is not None:
+            prepare(source, paths.data_dir())
+        else:
+            try:
+                prepare(None, paths.data_dir(), download=True)
+            except PrepareError as e:
+                reason = f" ({e})"
+    elif mitbih:
+        reason = " (ECGJAX_OFFLINE is set, so nothing was downloaded)"
+    missing = [f for f in files if not f.is_file()]
+    if not missing:
+        return
+    if source is not None and mitbih:
         raise DataError(f"{missing[0]}: still missing after preparing from {source}")
     options = [
         f"copy the seed's parquet files ({', '.join(f.name for f in files)}) into {files[0].parent}"
     ]
-    if d.dataset in ("mitbih", "interpatient"):
-        options += [
-            "point at local MIT-BIH records: set ECGJAX_MITDB_DIR=DIR, or run "
-            "`uv run scripts/prepare_data.py --source DIR`",
-            "when online, download them: `uv run scripts/prepare_data.py --download`",
+    if mitbih:
+        options = [
+            "set ECGJAX_MITDB_DIR=DIR to local MIT-BIH records "
+            "(or `uv run scripts/prepare_data.py --source DIR`)",
+            ("unset ECGJAX_OFFLINE and run again online" if offline() else "run again online")
+            + " to download them from PhysioNet (or `uv run scripts/prepare_data.py --download`)",
+            *options,
         ]
-    listing = "".join(f"\n  - {o}" for o in options)
-    raise DataError(f"{missing[0]}: data file not found (dataset {d.dataset!r}). Options:{listing}")
+    raise DataError(
+        f"{missing[0]}: data file not found (dataset {d.dataset!r}){reason}; options: "
+        + "; ".join(options)
+    )

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from ecgjax.data import mitbih
 from ecgjax.data.beats import BeatData, write_parquet
+from ecgjax.data.download import DownloadError, download_mitdb
 from ecgjax.data.prepare_store import (
     input_checksums,
     read_manifest,
@@ -108,7 +109,7 @@ def prepare(
             f"[yellow]Removed {len(stale)} temp file(s) left in {out_dir} by an interrupted run."
         )
     if download:
-        source = _download(out_dir / "mitdb", console)
+        source = _download(out_dir / "mitdb", console, progress)
     if source is None or not Path(source).is_dir():
         raise PrepareError(f"{source}: records folder not found (give --source DIR or --download)")
     source = Path(source)
@@ -152,22 +153,19 @@ def prepare(
     return PrepareResult(out_dir, False, _out_files(out_dir), counts, damaged, seconds)
 
 
-def _download(dest: Path, console: Console) -> Path:
-    """Fetch ``mitdb`` from PhysioNet (needs internet); reuse a completed download."""
-    if not (dest / "RECORDS").is_file():
-        import wfdb
-
-        console.print(f"Downloading mitdb from PhysioNet into {dest} ...")
-        dest.mkdir(parents=True, exist_ok=True)
-        try:
-            wfdb.dl_database("mitdb", str(dest))
-        except Exception as e:  # network errors come in many types; the advice is the same
-            raise PrepareError(
-                f"{dest}: downloading mitdb from PhysioNet failed ({type(e).__name__}: {e}); "
-                "check the connection, or use --source DIR with local records"
-            ) from e
-        records = sorted(p.stem for p in dest.glob("*.hea"))
-        (dest / "RECORDS").write_text("".join(f"{r}\n" for r in records))
+def _download(dest: Path, console: Console, progress: bool) -> Path:
+    """Fetch ``mitdb`` from PhysioNet into ``dest``, resuming and verifying (reuses a verified copy)."""
+    try:
+        result = download_mitdb(dest, console=console, progress=progress)
+    except DownloadError as e:
+        raise PrepareError(
+            f"downloading mitdb failed: {e}; check the connection, "
+            "or use --source DIR with local records"
+        ) from e
+    if result.fetched:
+        console.print(
+            f"Downloaded {len(result.fetched)} files ({result.bytes / 1e6:.1f} MB) to {dest}."
+        )
     return dest
 
 

@@ -8,6 +8,7 @@ experiment folder ``ray_results/<sweep>`` is what ``--resume`` continues from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ml_collections
+import pyarrow.fs as pafs
 import ray
 from ray import tune
 from rich.console import Console
@@ -46,7 +48,7 @@ from ecgjax.tuning import cluster, journal, tracking, view
 from ecgjax.tuning import summary as report
 from ecgjax.tuning import trainable as tune_lib
 from ecgjax.tuning import trainable_cv as tune_cv
-from ecgjax.tuning.cluster import ray_results_dir, start_ray
+from ecgjax.tuning.cluster import experiment_path, ray_results_root, start_ray
 from ecgjax.tuning.tracking import MlflowSweepCallback
 
 EXPERIMENT = "ecgjax-tune"
@@ -95,13 +97,14 @@ def run_sweep(
     """
     hypothesis = journal.require_hypothesis(hypothesis)
     sweep_id = name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (ray_results_dir() / sweep_id).exists() or (paths.checkpoints_dir() / sweep_id).exists():
+    if cluster.exists(experiment_path(sweep_id)) or (paths.checkpoints_dir() / sweep_id).exists():
         raise FileExistsError(f"sweep {sweep_id!r} exists; continue it with --resume {sweep_id}")
     space = config_lib.load_search_space(config_file, tune)
     nested = tune_lib.nest_space(space, config)
     baseline = tune_lib.baseline_point(space, config)
     tune_lib.make_scheduler(config.tune, nested)  # fail on a bad tune section before any work
     tune_lib.make_search(config.tune, [], int(config.seed))
+    cluster.custom_resources(str(config.tune.resources))
     splits = _load_data(config)
 
     sweep_dir = paths.checkpoints_dir() / sweep_id
@@ -111,7 +114,7 @@ def run_sweep(
         "hypothesis": hypothesis,
         "smoke": config_file.endswith(":smoke"),
         "mlflow_parent_run_id": None,
-        "ray_results": str(ray_results_dir() / sweep_id),
+        "ray_results": experiment_path(sweep_id),
         "search_space": tune_lib.describe_space(space),
         "baseline": tune_lib.flatten_params(baseline) if baseline else None,
         "base_config": json.loads(config_lib.to_json(config)),
@@ -154,7 +157,7 @@ def resume_sweep(
         return SweepResult(
             sweep_id, sweep_dir, state["mlflow_parent_run_id"], state["trials"], True, best
         )
-    console.print(f"resuming sweep {sweep_id} from {ray_results_dir() / sweep_id}")
+    console.print(f"resuming sweep {sweep_id} from {experiment_path(sweep_id)}")
     options = DriverOptions(ray_address, num_cpus, bind, verbose)
     return _launch(config, _load_data(config), state, sweep_dir, options)
 
@@ -183,7 +186,7 @@ def _launch(
             sweep_id, state["hypothesis"], state["config_file"], details, smoke=_smoke(state)
         )
     os.environ[view.VERBOSE_ENV] = "1" if options.verbose else "0"
-    exp_dir = ray_results_dir() / sweep_id
+    exp_dir = experiment_path(sweep_id)
     record = sweep_dir / "processes.json"
     left = cluster.reap(sweep_id, record)
     if left:
@@ -194,7 +197,7 @@ def _launch(
         trainable = _trainable(config, splits, sweep_id, options.verbose)
         if _restorable(exp_dir):
             tuner = tune.Tuner.restore(
-                str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False
+                exp_dir, trainable=trainable, resume_unfinished=True, resume_errored=False
             )
         else:
             tuner = _new_tuner(config, state, trainable, parent)
@@ -240,7 +243,7 @@ def _new_tuner(
         ),
         run_config=tune.RunConfig(
             name=sweep_id,
-            storage_path=str(ray_results_dir()),
+            storage_path=ray_results_root(),
             callbacks=[
                 callback,
                 cluster.RecordProcesses(str(paths.checkpoints_dir() / sweep_id / "processes.json")),
@@ -264,13 +267,17 @@ def _fit(tuner: tune.Tuner, tracker: Tracker, parent: str) -> tune.ResultGrid:
         raise
 
 
-def _restorable(exp_dir: Path) -> bool:
-    """Whether Tune saved this experiment's state; a driver killed after Tune wrote its
-    ``tuner.pkl`` but before the first snapshot (no trial had started) leaves only the
-    former, and the sweep starts afresh."""
-    if tune.Tuner.can_restore(str(exp_dir)) and any(exp_dir.glob("experiment_state-*.json")):
-        return True
-    shutil.rmtree(exp_dir, ignore_errors=True)
+def _restorable(exp_dir: str) -> bool:
+    """Whether Tune saved this experiment's state (a path or a storage URI); a driver killed
+    after Tune wrote its ``tuner.pkl`` but before the first snapshot (no trial had started)
+    leaves only the former, and the sweep starts afresh."""
+    fs, path = cluster.storage(exp_dir)
+    if tune.Tuner.can_restore(exp_dir):
+        listing = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        if any(Path(f.path).name.startswith("experiment_state-") for f in listing):
+            return True
+    with contextlib.suppress(FileNotFoundError, OSError):
+        fs.delete_dir(path)
     return False
 
 
@@ -308,13 +315,17 @@ def _trainable(
         "sweep_id": sweep_id,
         "checkpoint_root": str(paths.checkpoints_dir()),
         "verbose": verbose,
+        "driver_node": ray.get_runtime_context().get_node_id(),
+        "results_root": ray_results_root(),
     }
     if isinstance(data, folds.CrossValidation):
         with_data = tune.with_parameters(tune_cv.train_cv_trial, cv=data, **common)
     else:
         with_data = tune.with_parameters(tune_lib.train_trial, splits=data, **common)
     resources = {"cpu": float(config.tune.cpus_per_trial), "gpu": float(config.tune.gpus_per_trial)}
-    return tune.with_resources(with_data, resources)
+    return tune.with_resources(
+        with_data, resources | cluster.custom_resources(str(config.tune.resources))
+    )
 
 
 def _finish(
@@ -331,13 +342,18 @@ def _finish(
         row["baseline"] = state.get("baseline") is not None and all(
             row["params"].get(k) == v for k, v in state["baseline"].items()
         )
-    complete = grid.num_terminated + grid.num_errors == len(grid)
+    # A Ctrl-C leaves the running trials TERMINATED in memory (Tune's saved state has them
+    # running, so --resume continues them); only trials the MLflow callback saw end are done.
+    # Asked before close_trial_runs, which would end the interrupted trials' runs too.
+    complete = grid.num_terminated + grid.num_errors == len(grid) and _all_ended(
+        tracker, sweep_id, [r["trial_id"] for r in rows]
+    )
     tracking.close_trial_runs(tracker, sweep_id, rows, complete)
     report.print_table(rows, metric, console)
     best_dir = None
     ok = [r for r in rows if r["status"] == "ok" and "metric" in r]
     if ok:
-        best_dir = report.copy_best(ok[0], sweep_dir)
+        best_dir = _export_best(ok[0], sweep_dir, sweep_id)
         best = ok[0]
         tracker.log_metrics(
             parent, {f"best/{k}": best[k] for k in report.metric_keys(metric)}, step=0
@@ -366,6 +382,29 @@ def _finish(
     )
     journal.prompt_reflection(sweep_id, smoke=smoke)
     return SweepResult(sweep_id, sweep_dir, parent, rows, True, best_dir)
+
+
+def _all_ended(tracker: Tracker, sweep_id: str, trial_ids: list[str]) -> bool:
+    """Whether every trial's MLflow child run ended (completed or failed, not interrupted)."""
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.`ecgjax.sweep_id` = '{sweep_id}'"
+    )
+    status = {r.data.tags.get("ecgjax.trial_id"): r.info.status for r in runs}
+    return all(status.get(t) in ("FINISHED", "FAILED") for t in trial_ids)
+
+
+def _export_best(row: dict[str, Any], sweep_dir: Path, sweep_id: str) -> Path:
+    """Copy the best trial's run folder to ``<sweep>/best``: the copy a trial on another node
+    uploaded to the sweep's storage when there is one, else the local folder."""
+    remote = sweep_dir / f".{row['trial_id']}.fetched"
+    shutil.rmtree(remote, ignore_errors=True)
+    try:
+        location = cluster.run_copy(ray_results_root(), sweep_id, row["trial_id"])
+        if cluster.fetch_run_dir(location, remote):
+            row = {**row, "run_dir": str(remote)}
+        return report.copy_best(row, sweep_dir)
+    finally:
+        shutil.rmtree(remote, ignore_errors=True)
 
 
 def _log_json(tracker: Tracker, run_id: str, obj: Any, name: str) -> None:

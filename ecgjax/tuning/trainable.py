@@ -36,6 +36,7 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax.tuning import ledger
+from ecgjax.tuning.cluster import fetch_run_dir, run_copy, share_run_dir
 
 STATE_DIR = "state"  # Orbax folder inside a Ray checkpoint
 MARKER = "trial.json"  # which trial and epoch wrote a Ray checkpoint
@@ -226,6 +227,8 @@ def train_trial(
     sweep_id: str,
     checkpoint_root: str,
     verbose: bool = False,
+    driver_node: str = "",
+    results_root: str = "",
 ) -> None:
     """The Ray Tune function trainable: one seed ensemble, reported and checkpointed per epoch.
 
@@ -239,6 +242,7 @@ def train_trial(
     own = trial_data_config(base, config, splits.train.source, splits.test.source)
     trial_id = tune.get_context().get_trial_id()
     run_dir = Path(checkpoint_root) / sweep_id / trial_id
+    shared = run_copy(results_root, sweep_id, trial_id)
 
     def report(result: EpochResult) -> None:
         from ecgjax.training import checkpoint as ckpt
@@ -251,11 +255,18 @@ def train_trial(
         with tempfile.TemporaryDirectory() as tmp:
             ckpt.save_dir(Path(tmp) / STATE_DIR, result.state, result.progress)
             write_marker(Path(tmp), trial_id, metrics)
+            saved = [
+                run_dir / w / str(result.epoch) for w in ("latest", "best")[: 1 + result.is_best]
+            ]
+            # before the report, which does not return when the scheduler stops the trial
+            share_run_dir(run_dir, shared, driver_node, saved)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     with contextlib.ExitStack() as stack:
         checkpoint = tune.get_checkpoint()
         folder = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
+        if folder is not None and not run_dir.exists():
+            fetch_run_dir(shared, run_dir)  # restarted on another node: the uploaded run folder
         marker = read_marker(folder) if folder is not None else None
         restore: Path | None = None
         if marker is not None and marker["trial_id"] != trial_id:  # a PBT clone

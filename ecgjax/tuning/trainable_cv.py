@@ -25,6 +25,7 @@ from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax.data import folds
 from ecgjax.tuning import ledger
+from ecgjax.tuning.cluster import fetch_run_dir, run_copy, share_run_dir
 from ecgjax.tuning.trainable import (
     MARKER,
     STATE_DIR,
@@ -57,6 +58,8 @@ def train_cv_trial(
     sweep_id: str,
     checkpoint_root: str,
     verbose: bool = False,
+    driver_node: str = "",
+    results_root: str = "",
 ) -> None:
     """The Ray Tune function trainable: k fold ensembles, reported as their mean per epoch."""
     base = config_lib.from_json(base_json)
@@ -70,6 +73,7 @@ def train_cv_trial(
 
     trial_id = tune.get_context().get_trial_id()
     run_dir = Path(checkpoint_root) / sweep_id / trial_id
+    shared = run_copy(results_root, sweep_id, trial_id)
     names = list(config.data.class_names)
     fold_splits = [cv.splits(i, config) for i in range(len(cv.folds))]
     supports = [data_lib.class_counts(s.val.y, len(names)) for s in fold_splits]
@@ -79,6 +83,8 @@ def train_cv_trial(
         with contextlib.ExitStack() as stack:
             checkpoint = tune.get_checkpoint()
             folder = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
+            if folder is not None and not run_dir.exists():  # restarted on another node
+                fetch_run_dir(shared, run_dir)
             for i, splits in enumerate(fold_splits):
                 fold_dir = run_dir / f"fold{i}"
                 restore = None
@@ -102,6 +108,12 @@ def train_cv_trial(
             with tempfile.TemporaryDirectory() as tmp:
                 for i, (run, r) in enumerate(zip(runs, results, strict=True)):
                     _save_fold(Path(tmp) / f"fold{i}", run, r.epoch, trial_id)
+                saved = [
+                    run_dir / f"fold{i}" / w / str(r.epoch)
+                    for i, r in enumerate(results)
+                    for w in ("latest", "best")[: 1 + r.is_best]
+                ]
+                share_run_dir(run_dir, shared, driver_node, saved)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
     finally:
         for run in runs:
