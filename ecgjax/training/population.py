@@ -155,7 +155,10 @@ class Population(Ensemble):
         for k, v in values.items():
             if k not in self.values:
                 raise KeyError(f"not a traced hyper-parameter: {k}")
-            self.values[k] = np.asarray(v, np.float64).copy()
+            v = np.asarray(v, np.float64)
+            if k not in self.varied and not np.array_equal(v, self.values[k]):
+                raise ValueError(f"{k} is not varied by this population; it cannot change")
+            self.values[k] = v.copy()
         self._refresh()
         return self.with_optimizer_values(state)
 

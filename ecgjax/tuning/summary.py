@@ -54,6 +54,10 @@ def trial_rows(
             "run_dir": str(checkpoint_root / sweep_id / trial_id),
             "epochs": 0,
         }
+        best_values = (result.metrics or {}).get("population_best_values")
+        if isinstance(best_values, dict):  # a population trial: show its best member's values
+            row["params"].update(best_values)
+            row["population"] = len((result.metrics or {}).get("population_members") or [])
         df = result.metrics_dataframe
         if df is not None and len(df) and keys["metric"] in df:
             df = df[df[keys["metric"]].notna()]

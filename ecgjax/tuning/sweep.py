@@ -43,6 +43,7 @@ from ecgjax.tuning import journal
 from ecgjax.tuning import summary as report
 from ecgjax.tuning import trainable as tune_lib
 from ecgjax.tuning import trainable_cv as tune_cv
+from ecgjax.tuning import trainable_population as tune_pop
 from ecgjax.tuning.cluster import ray_results_dir, start_ray
 from ecgjax.tuning.tracking import MlflowSweepCallback
 
@@ -84,6 +85,7 @@ def run_sweep(
     baseline = tune_lib.baseline_point(space, config)
     tune_lib.make_scheduler(config.tune, nested)  # fail on a bad tune section before any work
     tune_lib.make_search(config.tune, [], int(config.seed))
+    tune_pop.check_config(config)
     splits = _load_data(config)
 
     sweep_dir = paths.checkpoints_dir() / sweep_id
@@ -120,7 +122,7 @@ def run_sweep(
 
     started = start_ray(ray_address, num_cpus)
     try:
-        trainable = _trainable(config, splits, sweep_id)
+        trainable = _trainable(config, splits, sweep_id, config_file)
         callback = MlflowSweepCallback(
             EXPERIMENT, parent, sweep_id, config_lib.to_json(config), str(paths.checkpoints_dir())
         )
@@ -197,7 +199,7 @@ def resume_sweep(
     try:
         tuner = tune.Tuner.restore(
             str(exp_dir),
-            trainable=_trainable(config, splits, sweep_id),
+            trainable=_trainable(config, splits, sweep_id, state["config_file"]),
             resume_unfinished=True,
             resume_errored=False,
         )
@@ -226,6 +228,7 @@ def _trainable(
     config: ml_collections.ConfigDict,
     data: data_lib.Splits | folds.CrossValidation,
     sweep_id: str,
+    config_file: str,
 ) -> Any:
     """The trainable with the data in the object store (once) and the per-trial resources."""
     common = {
@@ -235,6 +238,10 @@ def _trainable(
     }
     if isinstance(data, folds.CrossValidation):
         with_data = tune.with_parameters(tune_cv.train_cv_trial, cv=data, **common)
+    elif int(config.tune.population) >= 2:
+        with_data = tune.with_parameters(
+            tune_pop.train_population_trial, splits=data, config_file=config_file, **common
+        )
     else:
         with_data = tune.with_parameters(tune_lib.train_trial, splits=data, **common)
     resources = {"cpu": float(config.tune.cpus_per_trial), "gpu": float(config.tune.gpus_per_trial)}
