@@ -122,7 +122,9 @@ def _marked_population() -> tuple[Population, object]:
     state = pop.init()
     tag = np.arange(pop.num_members, dtype=np.float32)
     state = state.replace(
-        params=jax.tree.map(lambda a: a * 0 + tag.reshape((-1,) + (1,) * (a.ndim - 1)), state.params)
+        params=jax.tree.map(
+            lambda a: a * 0 + tag.reshape((-1,) + (1,) * (a.ndim - 1)), state.params
+        )
     )
     return pop, state
 

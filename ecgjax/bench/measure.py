@@ -33,6 +33,7 @@ from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.bench import report as bench_report
+from ecgjax.bench import torchref
 from ecgjax.data.synthetic import make_beats
 from ecgjax.training.engine import Ensemble
 from ecgjax.training.strategy import DISPATCHES, STACKED, STRATEGIES
@@ -62,6 +63,7 @@ class Options:
     prune: float = 2.0  # no more repeats when this much slower than the best
     skip: float = 3.0  # not run at larger seed counts (see _bans)
     data_size: int = 4096
+    torch: bool = False  # time the PyTorch originals (ecgjax.bench.torchref) in the same rounds
     overrides: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
@@ -95,6 +97,7 @@ class Case:
     process_peak_bytes: int | None = None
     ens: Ensemble | None = None
     state: Any = None
+    runner: Any = None  # a PyTorch reference epoch (strategy "torch"), instead of ``ens``
 
     @property
     def samples(self) -> int:
@@ -202,6 +205,8 @@ def _measure_model(
                     _start(case, config, beats, options, best)
                     log(_progress(case))
                 group.append(case)
+        if seeds == 1 and options.torch and model in torchref.REFERENCE_MODELS:
+            group.append(_torch_case(model, config, beats, options, log))
         cases += group
         growth = counts[i + 1] / seeds if i + 1 < len(counts) else 1.0
         banned |= _bans(group, growth, options)
@@ -271,11 +276,32 @@ def _start(
         case.ens, case.state = None, None
 
 
+def _torch_case(
+    model: str,
+    config: ml_collections.ConfigDict,
+    beats: data_lib.BeatData,
+    options: Options,
+    log: Any,
+) -> Case:
+    """The PyTorch original of ``model`` at the same size and batch, timed like the others."""
+    batch = int(config.train.batch_size)
+    case = Case(model, 1, "torch", "eager", batch, options.steps)
+    case.runner = torchref.step_runner(model, config.model, batch, options.steps, beats.x, beats.y)
+    case.note = f"PyTorch {torchref.version()}"
+    case.runner(0)  # warm-up (allocator, first-call dispatch)
+    _time_epoch(case, epoch=2)
+    log(_progress(case))
+    return case
+
+
 def _time_epoch(case: Case, epoch: int) -> None:
-    assert case.ens is not None
     cpu0, t0 = time.process_time(), time.perf_counter()
-    case.state, _ = case.ens.train_epoch(case.state, epoch)
-    jax.block_until_ready(case.state)
+    if case.runner is not None:
+        case.runner(epoch)
+    else:
+        assert case.ens is not None
+        case.state, _ = case.ens.train_epoch(case.state, epoch)
+        jax.block_until_ready(case.state)
     wall = time.perf_counter() - t0
     case.times.append(wall)
     case.cpu.append((time.process_time() - cpu0) / wall)

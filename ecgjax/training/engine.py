@@ -203,7 +203,9 @@ class Ensemble:
             chunk = k > 0 and pos + k <= total
             for i, idx in enumerate(lane_idx):
                 if chunk:
-                    lanes[i], m = self._scan(lanes[i], idx[..., pos : pos + k, :], self.data, hps[i])
+                    lanes[i], m = self._scan(
+                        lanes[i], idx[..., pos : pos + k, :], self.data, hps[i]
+                    )
                     parts[i][1].append(m)
                 else:
                     lanes[i], m = self._step(lanes[i], idx[..., pos, :], self.data, hps[i])

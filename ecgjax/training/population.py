@@ -117,10 +117,16 @@ class Population(Ensemble):
         # Only varied keys are traced (a constant one keeps the config's cheaper static path);
         # the set is fixed at construction, so the step's argument keeps one structure.
         hp: dict[str, Any] = {"class_weights": jnp.asarray(np.stack(cw), jnp.float32)}
-        for key, name in (("loss.label_smoothing", "label_smoothing"), ("loss.focal_gamma", "focal_gamma")):
+        for key, name in (
+            ("loss.label_smoothing", "label_smoothing"),
+            ("loss.focal_gamma", "focal_gamma"),
+        ):
             if key in self.varied:
                 hp[name] = jnp.asarray(v[key], jnp.float32)
-        for key, name in (("model.dropout", "dropout"), ("model.rr_beat_dropout", "rr_beat_dropout")):
+        for key, name in (
+            ("model.dropout", "dropout"),
+            ("model.rr_beat_dropout", "rr_beat_dropout"),
+        ):
             if key in self.varied:
                 hp[f"{name}_keep"] = jnp.asarray(1.0 - v[key], jnp.float32)  # 1 - rate in float64
         strengths = [k for k in self.varied if k.startswith("augment.")]
@@ -164,7 +170,7 @@ class Population(Ensemble):
 
 
 def _py(key: str, value: Any) -> float | int:
-    return int(round(float(value))) if key in INTEGER else float(value)
+    return round(float(value)) if key in INTEGER else float(value)
 
 
 def member_table(pop: Population, scores: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:

@@ -145,9 +145,7 @@ class PopulationRun:
         """The single-setting config of the best setting (its S seeds, no population)."""
         if self.best is None:
             raise RuntimeError("no epoch has run")
-        return config_lib.with_overrides(
-            self.config, {**self.best["values"], "tune.population": 1}
-        )
+        return config_lib.with_overrides(self.config, {**self.best["values"], "tune.population": 1})
 
     def export_best(self, run_dir: Path) -> Path:
         """Write the best setting as a normal ensemble checkpoint (``evaluate.py`` loads it)."""

@@ -50,9 +50,9 @@ def setting_scores(scores: np.ndarray, seeds_per_setting: int) -> np.ndarray:
 def member_sources(setting_src: np.ndarray, seeds_per_setting: int) -> np.ndarray:
     """Setting sources ``(P,)`` -> member sources ``(P * S,)`` (seed s copies seed s)."""
     s = seeds_per_setting
-    return (np.repeat(np.asarray(setting_src), s) * s + np.tile(np.arange(s), len(setting_src))).astype(
-        np.int32
-    )
+    return (
+        np.repeat(np.asarray(setting_src), s) * s + np.tile(np.arange(s), len(setting_src))
+    ).astype(np.int32)
 
 
 def exploit(state: TrainState, src: np.ndarray) -> TrainState:
