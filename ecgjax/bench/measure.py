@@ -226,7 +226,8 @@ def _bans(group: list[Case], growth: float, options: Options) -> dict[tuple[str,
     """Prune cases that lose by ``prune``x at this seed count; ban from larger counts those
     that lose by more than ``skip``x times the most they could gain there: nothing for a
     single-seed program called per seed, at most the seed growth for a stacked program."""
-    measured = [c for c in group if c.status in ("ok", "pruned")]
+    # The PyTorch reference is a yardstick, never pruned nor a candidate.
+    measured = [c for c in group if c.status in ("ok", "pruned") and c.runner is None]
     best = max((c.median() for c in measured), default=0.0)
     bans = {}
     for c in measured:
