@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import ml_collections
 import numpy as np
@@ -31,13 +29,14 @@ SETTINGS = {
     "augment.scale": [0.1, 0.0, 0.2],
     "augment.noise": [0.01, 0.0, 0.02],
     "augment.time_shift": [2, 0, 4],
+    "model.rr_beat_dropout": [0.0, 0.3, 0.5],
 }
 
 
 def small_config(strategy: str) -> ml_collections.ConfigDict:
     c = base_config()
     c.model.name, c.model.hidden, c.model.num_blocks = "resnet1d", 4, 1
-    c.model.norm = "batch"
+    c.model.norm, c.model.rr_context = "batch", True
     c.loss.name = "weighted_focal"
     c.sampling.name = "balanced"
     c.augment.enabled = True
@@ -50,7 +49,10 @@ def small_config(strategy: str) -> ml_collections.ConfigDict:
 
 def beats(n: int = 120, seed: int = 0) -> data_lib.BeatData:
     x, y = make_beats(n, 5, seed)
-    return data_lib.BeatData(x=x, y=y.astype(np.int32), num_classes=5, source="synthetic")
+    context = np.random.default_rng(seed).uniform(0.5, 1.5, (n, 4)).astype(np.float32)
+    return data_lib.BeatData(
+        x=x, y=y.astype(np.int32), num_classes=5, source="synthetic", context=context
+    )
 
 
 def run(ens: Ensemble, epochs: int = 2):
@@ -67,7 +69,7 @@ def test_member_k_equals_a_single_run_with_its_values_and_seed(strategy: str) ->
     assert pop.num_members == 6 and pop.strategy == strategy
     state = run(pop)
     probs = pop.predict(state, beats(40, 5))
-    for k in (1, 4, 5):  # settings 0, 2, 2; seeds 7, 0, 7
+    for k in (3, 4):  # settings 1, 2; seeds 7, 0
         single_config = pop.member_config(k)
         single_config.ensemble.strategy = "loop"
         assert single_config.model.dropout == SETTINGS["model.dropout"][pop.setting_of(k)]
@@ -83,22 +85,6 @@ def test_member_k_equals_a_single_run_with_its_values_and_seed(strategy: str) ->
     # The settings really differ: members of one seed end apart.
     leaf = np.asarray(jax.tree.leaves(state.params)[0])
     assert not np.allclose(leaf[0], leaf[2], atol=1e-4)
-
-
-def test_rr_beat_dropout_is_traced() -> None:
-    config = small_config("loop")
-    config.model.rr_context = True
-    context = np.random.default_rng(0).uniform(0.5, 1.5, (120, 4)).astype(np.float32)
-    train = dataclasses.replace(beats(), context=context)
-    pop = Population(config, train, [3], {"model.rr_beat_dropout": [0.0, 0.5]})
-    state = run(pop, 1)
-    for k in (0, 1):
-        single = Ensemble(pop.member_config(k), train, [3])
-        single_state = run(single, 1)
-        for a, b in zip(
-            jax.tree.leaves(state.params), jax.tree.leaves(single_state.params), strict=True
-        ):
-            np.testing.assert_allclose(np.asarray(a)[k], np.asarray(b)[0], rtol=2e-4, atol=2e-5)
 
 
 def _space():
