@@ -91,7 +91,7 @@ def test_bench_times_torch_in_the_same_run() -> None:
     )
     result = bench.run(options, log=lambda _: None)
     ref = [c for c in result["cases"] if c["strategy"] == bench_report.TORCH]
-    assert len(ref) == 1 and len(ref[0]["times_s"]) == 2 and "PyTorch" in ref[0]["note"]
+    assert len(ref) == 2 and all(len(r["times_s"]) == 2 and "PyTorch" in r["note"] for r in ref)
     summary = result["summary"]["cnn2d"]
     assert summary["vs_torch"] > 0 and summary["auto"]["1"][0] == "loop"
     assert any("PyTorch" in line for line in bench_report.verdict(result))

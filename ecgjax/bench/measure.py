@@ -64,6 +64,7 @@ class Options:
     skip: float = 3.0  # not run at larger seed counts (see _bans)
     data_size: int = 4096
     torch: bool = False  # time the PyTorch originals (ecgjax.bench.torchref) in the same rounds
+    torch_threads: tuple[int, ...] = (0, 1)  # 0 = torch's default; the faster is the yardstick
     overrides: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
@@ -206,7 +207,8 @@ def _measure_model(
                     log(_progress(case))
                 group.append(case)
         if seeds == 1 and options.torch and model in torchref.REFERENCE_MODELS:
-            group.append(_torch_case(model, config, beats, options, log))
+            for threads in options.torch_threads:
+                group.append(_torch_case(model, config, beats, options, threads, log))
         cases += group
         growth = counts[i + 1] / seeds if i + 1 < len(counts) else 1.0
         banned |= _bans(group, growth, options)
@@ -282,13 +284,17 @@ def _torch_case(
     config: ml_collections.ConfigDict,
     beats: data_lib.BeatData,
     options: Options,
+    threads: int,
     log: Any,
 ) -> Case:
     """The PyTorch original of ``model`` at the same size and batch, timed like the others."""
     batch = int(config.train.batch_size)
-    case = Case(model, 1, "torch", "eager", batch, options.steps)
-    case.runner = torchref.step_runner(model, config.model, batch, options.steps, beats.x, beats.y)
-    case.note = f"PyTorch {torchref.version()}"
+    threads = threads or torchref.default_threads()
+    case = Case(model, 1, "torch", f"eager-{threads}t", batch, options.steps)
+    case.note = f"PyTorch {torchref.version()}, {threads} threads"
+    case.runner = torchref.step_runner(
+        model, config.model, batch, options.steps, beats.x, beats.y, threads
+    )
     case.runner(0)  # warm-up (allocator, first-call dispatch)
     _time_epoch(case, epoch=2)
     log(_progress(case))

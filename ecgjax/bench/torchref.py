@@ -32,8 +32,11 @@ def available() -> bool:
 
 
 def version() -> str:
-    torch = _torch()
-    return f"{torch.__version__}, {torch.get_num_threads()} threads"
+    return str(_torch().__version__)
+
+
+def default_threads() -> int:
+    return int(_torch().get_num_threads())
 
 
 def _torch() -> Any:
@@ -115,10 +118,22 @@ def parameter_count(model: Any) -> int:
 
 
 def step_runner(
-    name: str, model_cfg: Any, batch: int, steps: int, x: np.ndarray, y: np.ndarray
+    name: str,
+    model_cfg: Any,
+    batch: int,
+    steps: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    threads: int = 0,
 ) -> Callable[[int], None]:
-    """A function that runs ``steps`` Adam steps of the PyTorch original (one timed epoch)."""
+    """A function that runs ``steps`` Adam steps of the PyTorch original (one timed epoch).
+
+    ``threads``: torch's intra-op threads during the epoch (0 = torch's default). On a
+    shared, oversubscribed CPU torch's default pool can lose most of its speed to waiting,
+    so the benchmark times both and compares against the faster.
+    """
     torch = _torch()
+    default_threads = torch.get_num_threads()
     torch.manual_seed(0)
     model = build(name, int(model_cfg.hidden), int(model_cfg.num_blocks), int(model_cfg.num_heads))
     model.train()
@@ -130,11 +145,15 @@ def step_runner(
 
     def epoch(seed: int) -> None:
         order = np.random.default_rng(seed).integers(0, len(xt), (steps, batch))
-        for row in order:
-            idx = torch.from_numpy(row)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
+        torch.set_num_threads(threads or default_threads)
+        try:
+            for row in order:
+                idx = torch.from_numpy(row)
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(xt[idx]), yt[idx])
+                loss.backward()
+                opt.step()
+        finally:
+            torch.set_num_threads(default_threads)
 
     return epoch
