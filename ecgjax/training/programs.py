@@ -105,7 +105,7 @@ def _build(
     if group in ("vmap", "wide"):
         in_axes = (0, 0, None, 0 if member_hparams else None)
         step, scan = jax.vmap(single, in_axes=in_axes), jax.vmap(multi, in_axes=in_axes)
-        predict = jax.vmap(predict, in_axes=in_axes)
+        predict = jax.vmap(predict, in_axes=(0, 0, None, None))
     elif group == "unrolled":
         step = unrolled(single, num_seeds, member_hparams)
         scan = unrolled(multi, num_seeds, member_hparams)
