@@ -300,23 +300,10 @@ def _placeholder(num_classes: int, context_dim: int | None, num_channels: int) -
 
 
 def _unstack(tree: Any, n: int) -> list[Any]:
-    """Members of a stacked tree, in one compiled call (not members x leaves dispatches, which
-    dominated a loop epoch of a large population or a short epoch)."""
-    return _unstack_program(tree, n)
-
-
-@functools.partial(jax.jit, static_argnums=1)
-def _unstack_program(tree: Any, n: int) -> list[Any]:
     return [jax.tree.map(lambda a, s=s: a[s], tree) for s in range(n)]
 
 
 def _stack(trees: list[Any]) -> Any:
-    """Stack member trees along a new leading axis, in one compiled call."""
-    return _stack_program(trees)
-
-
-@jax.jit
-def _stack_program(trees: list[Any]) -> Any:
     return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
 
