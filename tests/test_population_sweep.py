@@ -18,7 +18,8 @@ from ecgjax.tuning import sweep
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    # address="local": always a fresh cluster of our own, even when another one is running here.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")
     yield
     ray.shutdown()
 
