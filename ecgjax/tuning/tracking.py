@@ -135,7 +135,11 @@ class MlflowSweepCallback(Callback):
             with tempfile.TemporaryDirectory() as tmp:
                 table = Path(tmp) / f"members_epoch{step:03d}.json"
                 keys = ("population_members", "population_best_values", "population_events")
-                table.write_text(json.dumps({k: result.get(k) for k in keys}, default=str))
+                entries = {k: result.get(k) for k in keys}
+                entries = {
+                    k: json.loads(v) if isinstance(v, str) else v for k, v in entries.items()
+                }
+                table.write_text(json.dumps(entries, default=str))
                 self.tracker.log_artifact(run_id, table, "population")
         self._last_step[trial.trial_id] = step
 

@@ -9,7 +9,7 @@ one program, with PBT or successive halving inside the program.
 What Tune sees per epoch: the best setting's flat validation metrics as the trial's metrics
 (``val/macro_f2`` ... exactly the keys of a single trial, so ASHA, the progress table and
 the ranked summary work unchanged), ``population/*`` summary metrics, and, as non-metric
-entries, ``population_members`` (one row per member: setting, seed, values, score) and
+entries, ``population_members`` (JSON, one row per member: setting, seed, values, score) and
 ``population_best_values``. The MLflow callback stores the member table as one JSON
 artifact per epoch (usable at P = 64) instead of 64 x metrics. At the end the best setting is
 written to ``checkpoints/<sweep>/<trial>`` as a normal single-setting ensemble, which the
@@ -22,6 +22,7 @@ trial that ASHA stops simply ends.
 
 from __future__ import annotations
 
+import json
 import shutil
 import zlib
 from dataclasses import asdict
@@ -87,9 +88,11 @@ def train_population_trial(
         metrics["epoch"] = result.epoch
         metrics["best_epoch"] = int(run.best["epoch"]) if run.best else result.epoch
         metrics["val_confusion"] = result.confusion
-        metrics[MEMBERS_KEY] = result.members
+        # A JSON string, not a list: Tune's TensorBoard logger warns about (and prints) a list
+        # of dicts on every result.
+        metrics[MEMBERS_KEY] = json.dumps(result.members)
         metrics[BEST_VALUES_KEY] = dict(run.best["values"]) if run.best else {}
-        metrics["population_events"] = [asdict(e) for e in result.events]
+        metrics["population_events"] = json.dumps([asdict(e) for e in result.events])
         tune.report(metrics)
 
 
