@@ -119,6 +119,12 @@ def base_config() -> ml_collections.ConfigDict:
     # started with them (`ray start --resources='{"name": 4}'`), e.g. the GPU machines.
     c.tune.resources = ""
     c.tune.seeds_per_trial = 2
+    # Populations (ecgjax.training.population): P settings of the continuous hyper-parameters
+    # per trial, drawn from the config's search space, trained in one program; 1 = off.
+    c.tune.population = 1
+    c.tune.population_selection = "none"  # none | pbt | halving (inside the program)
+    c.tune.population_interval = 2  # epochs between selections
+    c.tune.population_quantile = 0.25  # bottom fraction replaced (pbt; halving uses 0.5 at most)
     return c
 
 

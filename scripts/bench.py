@@ -4,10 +4,17 @@ uv run scripts/bench.py                      # full: 3 models x 1,2,4,8 seeds (~
 uv run scripts/bench.py --write_auto         # ... and store the winners for strategy=auto
 uv run --extra cuda scripts/bench.py --quick --write_auto   # 1 and 8 seeds (~2-4 min, GPU)
 uv run scripts/bench.py --models=cnn2d --seeds=1,8 --steps=32 --repeats=7
+uv run scripts/bench.py --torch --models=cnn2d,transformer --seeds=1   # vs PyTorch, same run
+uv run scripts/bench.py --population                 # populations of 1,4,16,64 vs separate
+
+--torch needs PyTorch beside ecgjax (not a dependency, see ecgjax/bench/torchref.py):
+uv pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 """
 
 import dataclasses
+import json
 import logging
+import time
 from pathlib import Path
 
 from absl import flags
@@ -15,6 +22,7 @@ from rich.console import Console
 
 from ecgjax import cli, paths
 from ecgjax.bench import measure as bench
+from ecgjax.bench import population as pop_bench
 from ecgjax.bench import report as bench_report
 from ecgjax.training.strategy import write_cache
 
@@ -29,6 +37,14 @@ _REPEATS = flags.DEFINE_integer(
 )
 _QUICK = flags.DEFINE_bool("quick", False, "Short run: 1 and 8 seeds, 3 repeats (device check).")
 _OUT = flags.DEFINE_string("out", None, "Folder for the result JSON (default report/bench).")
+_TORCH = flags.DEFINE_bool("torch", False, "Also time the PyTorch originals, side by side.")
+_POPULATION = flags.DEFINE_bool(
+    "population", False, "Only the population benchmark (populations vs separate programs)."
+)
+_POP_SIZES = flags.DEFINE_list("population_sizes", ["1", "4", "16", "64"], "Population sizes.")
+_POP_STRATEGIES = flags.DEFINE_list(
+    "population_strategies", ["loop", "wide"], "Strategies for the population benchmark."
+)
 _WRITE_AUTO = flags.DEFINE_bool(
     "write_auto", False, "Merge the winners into report/bench/auto.json."
 )
@@ -40,8 +56,12 @@ def main(argv: list[str]) -> None:
     console = Console(width=None if Console().is_terminal else 150)
     logging.getLogger("ecgjax.training.engine").setLevel(logging.WARNING)
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)
+    out_dir = paths.report_dir() / "bench" if _OUT.value is None else Path(_OUT.value)
+    if _POPULATION.value:
+        _population(console, out_dir)
+        return
     options = bench.Options.quick() if _QUICK.value else bench.Options()
-    changes: dict = {"models": tuple(_MODELS.value), "batch": _BATCH.value}
+    changes: dict = {"models": tuple(_MODELS.value), "batch": _BATCH.value, "torch": _TORCH.value}
     if _SEEDS.value:
         changes["seeds"] = tuple(int(s) for s in _SEEDS.value)
     if _STRATEGIES.value:
@@ -53,7 +73,6 @@ def main(argv: list[str]) -> None:
             changes[name] = flag.value
     options = dataclasses.replace(options, **changes)
     result = bench.run(options, log=console.print)
-    out_dir = paths.report_dir() / "bench" if _OUT.value is None else Path(_OUT.value)
     path = bench_report.write(result, out_dir)
     console.print(bench_report.table(result))
     for line in bench_report.verdict(result):
@@ -62,6 +81,24 @@ def main(argv: list[str]) -> None:
     if _WRITE_AUTO.value:
         auto = write_cache(bench_report.auto_entries(result, str(path)), result["backend"])
         console.print(f"auto.json updated: {auto}")
+
+
+def _population(console: Console, out_dir: Path) -> None:
+    changes: dict = {
+        "sizes": tuple(int(s) for s in _POP_SIZES.value),
+        "strategies": tuple(_POP_STRATEGIES.value),
+    }
+    for name, flag in (("steps", _STEPS), ("repeats", _REPEATS)):
+        if flag.value is not None:
+            changes[name] = flag.value
+    options = dataclasses.replace(pop_bench.PopulationOptions(), **changes)
+    result = pop_bench.run(options, log=console.print)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"population-{result['backend']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2, default=list) + "\n")
+    for line in pop_bench.table_lines(result):
+        console.print(line)
+    console.print(f"JSON: {path}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.bench import report as bench_report
+from ecgjax.bench import torchref
 from ecgjax.data.synthetic import make_beats
 from ecgjax.training.engine import Ensemble
 from ecgjax.training.strategy import DISPATCHES, STACKED, STRATEGIES
@@ -62,6 +63,8 @@ class Options:
     prune: float = 2.0  # no more repeats when this much slower than the best
     skip: float = 3.0  # not run at larger seed counts (see _bans)
     data_size: int = 4096
+    torch: bool = False  # time the PyTorch originals (ecgjax.bench.torchref) in the same rounds
+    torch_threads: tuple[int, ...] = (0, 1)  # 0 = torch's default; the faster is the yardstick
     overrides: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
@@ -95,6 +98,7 @@ class Case:
     process_peak_bytes: int | None = None
     ens: Ensemble | None = None
     state: Any = None
+    runner: Any = None  # a PyTorch reference epoch (strategy "torch"), instead of ``ens``
 
     @property
     def samples(self) -> int:
@@ -202,6 +206,9 @@ def _measure_model(
                     _start(case, config, beats, options, best)
                     log(_progress(case))
                 group.append(case)
+        if seeds == 1 and options.torch and model in torchref.REFERENCE_MODELS:
+            for threads in options.torch_threads:
+                group.append(_torch_case(model, config, beats, options, threads, log))
         cases += group
         growth = counts[i + 1] / seeds if i + 1 < len(counts) else 1.0
         banned |= _bans(group, growth, options)
@@ -221,7 +228,8 @@ def _bans(group: list[Case], growth: float, options: Options) -> dict[tuple[str,
     """Prune cases that lose by ``prune``x at this seed count; ban from larger counts those
     that lose by more than ``skip``x times the most they could gain there: nothing for a
     single-seed program called per seed, at most the seed growth for a stacked program."""
-    measured = [c for c in group if c.status in ("ok", "pruned")]
+    # The PyTorch reference is a yardstick, never pruned nor a candidate.
+    measured = [c for c in group if c.status in ("ok", "pruned") and c.runner is None]
     best = max((c.median() for c in measured), default=0.0)
     bans = {}
     for c in measured:
@@ -271,11 +279,36 @@ def _start(
         case.ens, case.state = None, None
 
 
+def _torch_case(
+    model: str,
+    config: ml_collections.ConfigDict,
+    beats: data_lib.BeatData,
+    options: Options,
+    threads: int,
+    log: Any,
+) -> Case:
+    """The PyTorch original of ``model`` at the same size and batch, timed like the others."""
+    batch = int(config.train.batch_size)
+    threads = threads or torchref.default_threads()
+    case = Case(model, 1, "torch", f"eager-{threads}t", batch, options.steps)
+    case.note = f"PyTorch {torchref.version()}, {threads} threads"
+    case.runner = torchref.step_runner(
+        model, config.model, batch, options.steps, beats.x, beats.y, threads
+    )
+    case.runner(0)  # warm-up (allocator, first-call dispatch)
+    _time_epoch(case, epoch=2)
+    log(_progress(case))
+    return case
+
+
 def _time_epoch(case: Case, epoch: int) -> None:
-    assert case.ens is not None
     cpu0, t0 = time.process_time(), time.perf_counter()
-    case.state, _ = case.ens.train_epoch(case.state, epoch)
-    jax.block_until_ready(case.state)
+    if case.runner is not None:
+        case.runner(epoch)
+    else:
+        assert case.ens is not None
+        case.state, _ = case.ens.train_epoch(case.state, epoch)
+        jax.block_until_ready(case.state)
     wall = time.perf_counter() - t0
     case.times.append(wall)
     case.cpu.append((time.process_time() - cpu0) / wall)

@@ -16,6 +16,8 @@ the first samples into the tail (a few samples; a cheap, jit-friendly approximat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -37,25 +39,32 @@ def roll_each(
     return jnp.take_along_axis(x, idx[:, :, None], axis=1)
 
 
+STRENGTHS = ("scale", "shift", "noise", "time_shift")
+
+
 def augment_batch(
-    key: PRNGKeyArray, x: Float[Array, "batch time 1"], aug_cfg: ml_collections.ConfigDict
+    key: PRNGKeyArray,
+    x: Float[Array, "batch time 1"],
+    aug_cfg: ml_collections.ConfigDict,
+    traced: Mapping[str, Array] | None = None,
 ) -> Float[Array, "batch time 1"]:
     """Return an augmented copy of ``x`` (or ``x`` itself when ``aug_cfg.enabled`` is False).
 
-    The config values are Python numbers read at trace time: changing them recompiles,
-    which is fine as augmentation strength is a per-run choice.
+    The config values are Python numbers read at trace time: changing them recompiles.
+    ``traced`` overrides any of :data:`STRENGTHS` with arrays (a population member's values,
+    one program for all); a traced ``time_shift`` of 0 rolls by 0, the same numbers as none.
     """
     if not aug_cfg.enabled:
         return x
+    traced = traced or {}
+    scale_s, shift_s, noise_s, time_s = (traced.get(k, aug_cfg[k]) for k in STRENGTHS)
     b = x.shape[0]
     k_scale, k_shift, k_noise, k_time = jax.random.split(key, 4)
     mask = support_mask(x)
-    if aug_cfg.time_shift > 0:
-        shifts = jax.random.randint(k_time, (b,), -aug_cfg.time_shift, aug_cfg.time_shift + 1)
+    if "time_shift" in traced or aug_cfg.time_shift > 0:
+        shifts = jax.random.randint(k_time, (b,), -time_s, time_s + 1)
         x, mask = roll_each(x, shifts), roll_each(mask, shifts)
-    scale = jax.random.uniform(
-        k_scale, (b, 1, 1), x.dtype, 1.0 - aug_cfg.scale, 1.0 + aug_cfg.scale
-    )
-    shift = jax.random.uniform(k_shift, (b, 1, 1), x.dtype, -aug_cfg.shift, aug_cfg.shift)
-    noise = aug_cfg.noise * jax.random.normal(k_noise, x.shape, x.dtype)
+    scale = jax.random.uniform(k_scale, (b, 1, 1), x.dtype, 1.0 - scale_s, 1.0 + scale_s)
+    shift = jax.random.uniform(k_shift, (b, 1, 1), x.dtype, -shift_s, shift_s)
+    noise = noise_s * jax.random.normal(k_noise, x.shape, x.dtype)
     return (x * scale + shift + noise) * mask

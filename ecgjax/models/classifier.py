@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ecgjax.models.common import check_norm
+from ecgjax.models.rates import traced_keep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,10 +112,10 @@ class ContextFusion(nn.Module):
         c = jnp.log(jnp.maximum(context.astype(jnp.float32), 1e-3))
         c = nn.relu(nn.Dense(self.width, name="context_proj")(c))
         c = nn.relu(nn.Dense(self.width, name="context_hidden")(c))
-        if train and self.beat_dropout > 0:
-            keep = jax.random.bernoulli(
-                self.make_rng("dropout"), 1.0 - self.beat_dropout, (h.shape[0], 1)
-            )
+        traced = traced_keep("rr_beat_dropout")  # a population's per-member rate
+        if train and (traced is not None or self.beat_dropout > 0):
+            p_keep = 1.0 - self.beat_dropout if traced is None else traced
+            keep = jax.random.bernoulli(self.make_rng("dropout"), p_keep, (h.shape[0], 1))
             h = h * keep
         return jnp.concatenate([h, c], axis=-1)
 

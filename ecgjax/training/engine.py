@@ -68,6 +68,8 @@ def steps_per_epoch(config: ml_collections.ConfigDict, n_train: int) -> int:
 class Ensemble:
     """Trains and evaluates ``len(seeds)`` copies of one model on one training split."""
 
+    member_hparams = False  # True: the step's hyper-parameter argument has a member axis
+
     def __init__(
         self,
         config: ml_collections.ConfigDict,
@@ -110,11 +112,17 @@ class Ensemble:
             self.steps,
             self.context_dim,
             self.num_channels,
+            member_hparams=self.member_hparams,
         )
         self.model, self.tx, self.fns = programs.model, programs.tx, programs.fns
         self._step, self._scan = programs.step, programs.scan
         self._predict, self._init = programs.predict, programs.init
-        self._indices = _indices_program(int(self.data.y.shape[0]), self.steps, self.batch_size)
+        self._indices = _indices_program(
+            int(self.data.y.shape[0]),
+            self.steps,
+            self.batch_size,
+            self.sample_probs is not None and self.sample_probs.ndim == 2,
+        )
 
     def _sample_probs(self, y: np.ndarray) -> jax.Array | None:
         if self.config.sampling.name == "uniform":
@@ -152,16 +160,18 @@ class Ensemble:
         # Host indices: one transfer per epoch, then each step gets its rows as an argument,
         # so the only per-step work in Python is one dispatch per program call.
         idx = np.asarray(self._indices(state.key, jnp.asarray(epoch, jnp.int32), self.sample_probs))
+        n = len(self.seeds)
         if self.stacked:
-            lanes, means = self._advance([state], [idx])
+            lanes, means = self._advance([state], [idx], [self.hparams(None)])
             state, metrics = lanes[0], means[0]
         elif self.strategy == "sequential":
-            members = _unstack(state, len(self.seeds))
-            outs = [self._advance([m], [idx[s]]) for s, m in enumerate(members)]
+            members = _unstack(state, n)
+            outs = [self._advance([m], [idx[s]], [self.hparams(s)]) for s, m in enumerate(members)]
             state = _stack([o[0][0] for o in outs])
             metrics = _stack([o[1][0] for o in outs])
         else:
-            members, means = self._advance(_unstack(state, len(self.seeds)), list(idx))
+            hps = [self.hparams(s) for s in range(n)]
+            members, means = self._advance(_unstack(state, n), list(idx), hps)
             state, metrics = _stack(members), _stack(means)
         host = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
         if not np.all(np.isfinite(host["loss"])):
@@ -169,8 +179,15 @@ class Ensemble:
             raise NonFiniteLossError(f"non-finite training loss in epoch {epoch} for seeds {bad}")
         return state, host
 
+    def hparams(self, member: int | None) -> Any:
+        """The step's hyper-parameter argument for one member (``None``: the stacked lane).
+
+        An ensemble's members share their class weights; a population overrides this.
+        """
+        return self.class_weights
+
     def _advance(
-        self, lanes: list[TrainState], lane_idx: list[np.ndarray]
+        self, lanes: list[TrainState], lane_idx: list[np.ndarray], hps: list[Any]
     ) -> tuple[list[TrainState], list[dict[str, jax.Array]]]:
         """Step every lane through its indices ``(..., steps, batch)``, interleaved per call.
 
@@ -187,13 +204,11 @@ class Ensemble:
             for i, idx in enumerate(lane_idx):
                 if chunk:
                     lanes[i], m = self._scan(
-                        lanes[i], idx[..., pos : pos + k, :], self.data, self.class_weights
+                        lanes[i], idx[..., pos : pos + k, :], self.data, hps[i]
                     )
                     parts[i][1].append(m)
                 else:
-                    lanes[i], m = self._step(
-                        lanes[i], idx[..., pos, :], self.data, self.class_weights
-                    )
+                    lanes[i], m = self._step(lanes[i], idx[..., pos, :], self.data, hps[i])
                     parts[i][0].append(m)
             pos += k if chunk else 1
         return lanes, [_mean_metrics(steps, chunks, total) for steps, chunks in parts]
@@ -236,7 +251,8 @@ class Ensemble:
             calls.append((self._step, lane_idx[..., 0, :]))
         if self.dispatch == "scan" and self.steps >= k:
             calls.append((self._scan, lane_idx))
-        sizes = [planned_bytes(fn, lane, i, self.data, self.class_weights) for fn, i in calls]
+        hp = self.hparams(None if self.stacked else 0)
+        sizes = [planned_bytes(fn, lane, i, self.data, hp) for fn, i in calls]
         known = [size for size in sizes if size is not None]
         if len(known) < len(sizes):
             return None
@@ -245,12 +261,13 @@ class Ensemble:
 
 
 @functools.lru_cache(maxsize=16)
-def _indices_program(n: int, steps: int, batch: int) -> Any:
-    """Per-seed epoch indices ``(S, steps, batch)``, jitted once per data size and shape."""
+def _indices_program(n: int, steps: int, batch: int, member_probs: bool = False) -> Any:
+    """Per-seed epoch indices ``(S, steps, batch)``, jitted once per data size and shape
+    (``member_probs``: each member samples with its own probabilities, a population's)."""
     return jax.jit(
         jax.vmap(
             lambda key, epoch, probs: epoch_indices(key, epoch, n, steps, batch, probs),
-            in_axes=(0, None, None),
+            in_axes=(0, None, 0 if member_probs else None),
         )
     )
 

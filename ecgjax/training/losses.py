@@ -18,22 +18,19 @@ does not recompile. Label smoothing applies to every loss.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 from jaxtyping import Array, Float, Int
 
-LossFn = Callable[
-    [Float[Array, "batch classes"], Int[Array, " batch"], Float[Array, " classes"]],
-    Float[Array, ""],
-]
+LossFn = Callable[..., Float[Array, ""]]  # (logits, labels, class_weights[, traced])
 LOSSES = ("ce", "weighted_ce", "focal", "weighted_focal")
 
 
 def smooth_targets(
-    labels: Int[Array, " batch"], num_classes: int, smoothing: float
+    labels: Int[Array, " batch"], num_classes: int, smoothing: float | Array
 ) -> Float[Array, "batch classes"]:
     """One-hot targets mixed with the uniform distribution (``smoothing`` = its weight)."""
     onehot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
@@ -44,13 +41,13 @@ def per_example_loss(
     logits: Float[Array, "batch classes"],
     labels: Int[Array, " batch"],
     *,
-    gamma: float = 0.0,
-    smoothing: float = 0.0,
+    gamma: float | Array = 0.0,
+    smoothing: float | Array = 0.0,
 ) -> Float[Array, " batch"]:
     """Focal loss per example; with ``gamma=0`` it is the (smoothed) cross-entropy."""
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     q = smooth_targets(labels, logits.shape[-1], smoothing)
-    if gamma:
+    if not (isinstance(gamma, int | float) and gamma == 0):  # a traced gamma always applies
         # (1-p)**gamma via exp keeps the gradient finite when p -> 1.
         logp = logp * jnp.exp(gamma * jnp.log1p(-jnp.exp(logp).clip(max=1.0 - 1e-7)))
     return -(q * logp).sum(axis=-1)
@@ -87,12 +84,19 @@ def make_loss(loss_cfg: ml_collections.ConfigDict) -> LossFn:
         raise ValueError(f"loss.focal_gamma must be >= 0, got {gamma}")
     weighted = name in ("weighted_ce", "weighted_focal")
 
+    focal = name in ("focal", "weighted_focal")
+
     def loss(
         logits: Float[Array, "batch classes"],
         labels: Int[Array, " batch"],
         class_weights: Float[Array, " classes"],
+        traced: Mapping[str, Array] | None = None,
     ) -> Float[Array, ""]:
-        values = per_example_loss(logits, labels, gamma=gamma, smoothing=smoothing)
+        # ``traced``: a population member's label_smoothing / focal_gamma (arrays, no recompile).
+        traced = traced or {}
+        s = traced.get("label_smoothing", smoothing)
+        g = traced["focal_gamma"] if focal and "focal_gamma" in traced else gamma
+        values = per_example_loss(logits, labels, gamma=g, smoothing=s)
         if weighted:
             return weighted_mean(values, labels, class_weights)
         return values.mean()

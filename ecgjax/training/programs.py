@@ -59,8 +59,14 @@ def programs_for(
     steps_per_epoch: int,
     context_dim: int,
     num_channels: int = 1,
+    *,
+    member_hparams: bool = False,
 ) -> Programs:
-    """The (memoised) programs of ``strategy`` for this config; see :mod:`ecgjax.training.engine`."""
+    """The (memoised) programs of ``strategy`` for this config; see :mod:`ecgjax.training.engine`.
+
+    ``member_hparams``: the step's 4th argument (class weights, or a population's dict of
+    traced values) has a leading member axis, mapped like the state's.
+    """
     key = json.dumps({s: config[s].to_dict() for s in _KEY_SECTIONS}, sort_keys=True, default=list)
     group = strategy if strategy in ("vmap", "wide", "unrolled") else "member"
     return _build(
@@ -72,6 +78,7 @@ def programs_for(
         int(config.train.epochs),
         context_dim,
         num_channels,
+        member_hparams,
     )
 
 
@@ -85,6 +92,7 @@ def _build(
     epochs: int,
     context_dim: int,
     num_channels: int,
+    member_hparams: bool = False,
 ) -> Programs:
     sections = json.loads(key)
     cfg = {s: ml_collections.ConfigDict(sections[s]) for s in _KEY_SECTIONS}
@@ -95,11 +103,12 @@ def _build(
     multi: Callable[..., Any] = functools.partial(scan_steps, fns=fns)
     predict: Callable[..., Any] = functools.partial(predict_probs, model=model, wide=fns.wide)
     if group in ("vmap", "wide"):
-        in_axes = (0, 0, None, None)
+        in_axes = (0, 0, None, 0 if member_hparams else None)
         step, scan = jax.vmap(single, in_axes=in_axes), jax.vmap(multi, in_axes=in_axes)
-        predict = jax.vmap(predict, in_axes=in_axes)
+        predict = jax.vmap(predict, in_axes=(0, 0, None, None))
     elif group == "unrolled":
-        step, scan = unrolled(single, num_seeds), unrolled(multi, num_seeds)
+        step = unrolled(single, num_seeds, member_hparams)
+        scan = unrolled(multi, num_seeds, member_hparams)
     else:
         step, scan = single, multi
     init: Callable[..., Any] = functools.partial(
@@ -120,16 +129,19 @@ def _build(
     )
 
 
-def unrolled(fn: Callable[..., Any], n: int) -> Callable[..., Any]:
+def unrolled(fn: Callable[..., Any], n: int, member_hparams: bool = False) -> Callable[..., Any]:
     """One program that runs ``fn`` on each of ``n`` members of a stacked state separately.
 
     XLA then sees n independent single-seed graphs (plain convs, no grouped ones) and one
     dispatch per step instead of n; members are sliced and restacked inside the program.
     """
 
-    def run(state: TrainState, idx: jax.Array, data: DeviceData, class_weights: jax.Array) -> Any:
+    def run(state: TrainState, idx: jax.Array, data: DeviceData, hp: Any) -> Any:
+        def member(tree: Any, s: int) -> Any:
+            return jax.tree.map(lambda a: a[s], tree)
+
         outs = [
-            fn(jax.tree.map(lambda a, s=s: a[s], state), idx[s], data, class_weights)
+            fn(member(state, s), idx[s], data, member(hp, s) if member_hparams else hp)
             for s in range(n)
         ]
         return jax.tree.map(lambda *a: jnp.stack(a), *outs)

@@ -8,7 +8,7 @@ each seed can see its own shuffled order without copying data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ import optax
 from jaxtyping import Array, Float, Int
 
 from ecgjax.data.augment import augment_batch
+from ecgjax.models.rates import traced_dropout
 from ecgjax.training.wide import convs_as_matmuls
 
 
@@ -52,7 +53,7 @@ class StepFns:
 
     model: nn.Module
     tx: optax.GradientTransformation
-    loss_fn: Callable[[Array, Array, Array], Array]
+    loss_fn: Callable[..., Array]  # (logits, labels, class_weights, traced)
     augment_cfg: ml_collections.ConfigDict
     wide: bool = False
 
@@ -84,22 +85,40 @@ def _gather(data: DeviceData, idx: Array) -> tuple[Array, Array, Array | None]:
     return data.x[idx], data.y[idx], ctx
 
 
+def split_hparams(hp: Array | Mapping[str, Any]) -> tuple[Array, dict[str, Any]]:
+    """``(class_weights, traced)`` from a step's hyper-parameter argument.
+
+    An ensemble passes its class weights alone; a population passes a dict of one member's
+    traced values (``class_weights``, ``dropout_keep``, ``rr_beat_dropout_keep``,
+    ``label_smoothing``, ``focal_gamma``, ``augment``), see :mod:`ecgjax.training.population`.
+    """
+    if isinstance(hp, Mapping):
+        traced = dict(hp)
+        return traced.pop("class_weights"), traced
+    return hp, {}
+
+
 def train_step(
     state: TrainState,
     idx: Int[Array, " batch"],
     data: DeviceData,
-    class_weights: Array,
+    class_weights: Array | Mapping[str, Any],
     fns: StepFns,
 ) -> tuple[TrainState, dict[str, Array]]:
-    """One optimizer step on the beats ``data[idx]``; returns the new state and the batch loss."""
+    """One optimizer step on the beats ``data[idx]``; returns the new state and the batch loss.
+
+    ``class_weights`` may be a population member's dict of traced values (:func:`split_hparams`).
+    """
+    class_weights, traced = split_hparams(class_weights)
+    keep = {k[: -len("_keep")]: v for k, v in traced.items() if k.endswith("_keep")}
     step_key = jax.random.fold_in(state.key, state.step)
     dropout_key, augment_key = jax.random.split(step_key)
     x, y, ctx = _gather(data, idx)
-    x = augment_batch(augment_key, x, fns.augment_cfg)
+    x = augment_batch(augment_key, x, fns.augment_cfg, traced.get("augment"))
 
     def loss_of(params: Any) -> tuple[Array, tuple[Any, Array]]:
         variables = {"params": params, "batch_stats": state.batch_stats}
-        with convs_as_matmuls(fns.wide):
+        with convs_as_matmuls(fns.wide), traced_dropout(keep):
             logits, updates = fns.model.apply(
                 variables,
                 x,
@@ -108,7 +127,7 @@ def train_step(
                 rngs={"dropout": dropout_key},
                 mutable=["batch_stats"],
             )
-        return fns.loss_fn(logits, y, class_weights), (updates, logits)
+        return fns.loss_fn(logits, y, class_weights, traced), (updates, logits)
 
     (loss, (updates, logits)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
     param_updates, opt_state = fns.tx.update(grads, state.opt_state, state.params)
@@ -126,7 +145,7 @@ def scan_steps(
     state: TrainState,
     idx: Int[Array, "k batch"],
     data: DeviceData,
-    class_weights: Array,
+    class_weights: Array | Mapping[str, Any],
     fns: StepFns,
 ) -> tuple[TrainState, dict[str, Array]]:
     """``k`` steps in one ``lax.scan`` (fewer dispatches; wins on GPUs, loses on XLA:CPU convs)."""

@@ -119,6 +119,7 @@ def reap(sweep_id: str, record: Path) -> list[str]:
     psutil.wait_procs(list(found.values()), timeout=10)
     return names
 
+
 RUN = "run"  # a remote trial's run folder, inside its Tune trial folder
 
 

@@ -6,6 +6,7 @@ checkpoint holds), not by the last epoch a scheduler happened to stop it at.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -54,6 +55,11 @@ def trial_rows(
             "run_dir": str(checkpoint_root / sweep_id / trial_id),
             "epochs": 0,
         }
+        best_values = (result.metrics or {}).get("population_best_values")
+        if isinstance(best_values, dict):  # a population trial: show its best member's values
+            row["params"].update(best_values)
+            members = (result.metrics or {}).get("population_members") or "[]"
+            row["population"] = len(json.loads(members) if isinstance(members, str) else members)
         df = result.metrics_dataframe
         if df is not None and len(df) and keys["metric"] in df:
             df = df[df[keys["metric"]].notna()]

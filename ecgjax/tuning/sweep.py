@@ -48,6 +48,7 @@ from ecgjax.tuning import cluster, journal, tracking, view
 from ecgjax.tuning import summary as report
 from ecgjax.tuning import trainable as tune_lib
 from ecgjax.tuning import trainable_cv as tune_cv
+from ecgjax.tuning import trainable_population as tune_pop
 from ecgjax.tuning.cluster import experiment_path, ray_results_root, start_ray
 from ecgjax.tuning.tracking import MlflowSweepCallback
 
@@ -105,6 +106,7 @@ def run_sweep(
     tune_lib.make_scheduler(config.tune, nested)  # fail on a bad tune section before any work
     tune_lib.make_search(config.tune, [], int(config.seed))
     cluster.custom_resources(str(config.tune.resources))
+    tune_pop.check_config(config)
     splits = _load_data(config)
 
     sweep_dir = paths.checkpoints_dir() / sweep_id
@@ -194,7 +196,7 @@ def _launch(
     started = start_ray(options.ray_address, options.num_cpus, options.bind, sweep_id)
     cluster.record_processes(record)
     try:
-        trainable = _trainable(config, splits, sweep_id, options.verbose)
+        trainable = _trainable(config, splits, sweep_id, state["config_file"], options.verbose)
         if _restorable(exp_dir):
             tuner = tune.Tuner.restore(
                 exp_dir, trainable=trainable, resume_unfinished=True, resume_errored=False
@@ -307,6 +309,7 @@ def _trainable(
     config: ml_collections.ConfigDict,
     data: data_lib.Splits | folds.CrossValidation,
     sweep_id: str,
+    config_file: str,
     verbose: bool = False,
 ) -> Any:
     """The trainable with the data in the object store (once) and the per-trial resources."""
@@ -320,6 +323,10 @@ def _trainable(
     }
     if isinstance(data, folds.CrossValidation):
         with_data = tune.with_parameters(tune_cv.train_cv_trial, cv=data, **common)
+    elif int(config.tune.population) >= 2:
+        with_data = tune.with_parameters(
+            tune_pop.train_population_trial, splits=data, config_file=config_file, **common
+        )
     else:
         with_data = tune.with_parameters(tune_lib.train_trial, splits=data, **common)
     resources = {"cpu": float(config.tune.cpus_per_trial), "gpu": float(config.tune.gpus_per_trial)}

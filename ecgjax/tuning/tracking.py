@@ -132,6 +132,16 @@ class MlflowSweepCallback(Callback):
         if step <= self._last_step.get(trial.trial_id, 0):
             return
         self.tracker.log_metrics(run_id, metrics, step=step)
+        if "population_members" in result:  # a population trial: one member table per epoch
+            with tempfile.TemporaryDirectory() as tmp:
+                table = Path(tmp) / f"members_epoch{step:03d}.json"
+                keys = ("population_members", "population_best_values", "population_events")
+                entries = {k: result.get(k) for k in keys}
+                entries = {
+                    k: json.loads(v) if isinstance(v, str) else v for k, v in entries.items()
+                }
+                table.write_text(json.dumps(entries, default=str))
+                self.tracker.log_artifact(run_id, table, "population")
         self._last_step[trial.trial_id] = step
 
     def on_trial_complete(
