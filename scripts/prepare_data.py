@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strict", action="store_true", help="write nothing if any record is damaged or skipped"
     )
+    parser.add_argument("--debug", action="store_true", help="full traceback of errors")
     args = parser.parse_args(argv)
     if (args.source is None) == (not args.download):
         parser.error("give exactly one of --source DIR or --download")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import shutil
@@ -203,6 +204,7 @@ def new_patients_file(path: Path, seed: int) -> Path:
     return path
 
 
+@functools.cache  # the script defines absl flags: load it once per process
 def evaluate_script() -> object:
     spec = importlib.util.spec_from_file_location(
         "evaluate_script", paths.PROJECT_ROOT / "scripts" / "evaluate.py"
