@@ -163,17 +163,18 @@ def load_data(
             # A beat-level split scatters records over train and test: RR needs both files.
             train = data_lib.load_parquet(_data_file(config.data.train_file), loaded.num_classes)
             test = data_lib.joint_context(train, test)[1]
-        dim = int(loaded.meta["context_dim"])
-        if test.context is not None and test.context.shape[1] != dim:
-            raise data_lib.DataError(
-                f"{path}: {test.context.shape[1]} RR features, the model expects {dim}"
-            )
     if not inputs_lib.is_plain(config.data):  # patient-adaptive channels (ecgjax.data.inputs)
         if path.resolve() == _data_file(config.data.test_file).resolve():
             train = data_lib.load_parquet(_data_file(config.data.train_file), loaded.num_classes)
             test = data_lib.attach_inputs(*data_lib.joint_context(train, test), config.data)[1]
         else:
             test = data_lib.with_inputs(test, config.data)
+    if config.model.rr_context and test.context is not None:  # after any extra RR columns
+        dim = int(loaded.meta["context_dim"])
+        if test.context.shape[1] != dim:
+            raise data_lib.DataError(
+                f"{path}: {test.context.shape[1]} RR features, the model expects {dim}"
+            )
     return test, val
 
 
