@@ -25,10 +25,11 @@ RR features. This module works on plain arrays (below ``ecgjax.data`` in the lay
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
+
+from ecgjax.data.rr import record_groups
 
 CHANNELS = ("beat", "template", "beat_minus_template", "prev", "next", "lead2")
 TEMPLATES = ("record", "causal")
@@ -61,15 +62,6 @@ def is_plain(data_cfg: Any) -> bool:
         and not data_cfg.rr_causal
         and not data_cfg.get("rr_irregularity", False)
     )
-
-
-def record_groups(record: np.ndarray, sample: np.ndarray) -> list[np.ndarray]:
-    """Row indices of each record, sorted by R-peak position."""
-    record = np.asarray(record).astype(str)
-    order = np.lexsort((np.asarray(sample), record))
-    rec_sorted = record[order]
-    starts = np.flatnonzero(np.r_[True, rec_sorted[1:] != rec_sorted[:-1]])
-    return [order[a:b] for a, b in itertools.pairwise(np.r_[starts, len(order)])]
 
 
 def templates(x: np.ndarray, groups: list[np.ndarray], mode: str, past_beats: int) -> np.ndarray:

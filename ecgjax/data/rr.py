@@ -70,22 +70,9 @@ def rr_features(
     Returns:
         float32 ``(N, 9)`` in the order of :data:`RR_FEATURES`, rows in the input order.
     """
-    record = np.asarray(record).astype(str)
-    sample = np.asarray(sample, dtype=np.float64)
-    if record.shape != sample.shape or record.ndim != 1:
-        raise ValueError(
-            f"record {record.shape} and sample {sample.shape} must be equal 1-D shapes"
-        )
-    n = len(sample)
-    out = np.zeros((n, len(RR_FEATURES)), dtype=np.float64)
-    if n == 0:
-        return out.astype(np.float32)
-    order = np.lexsort((sample, record))
-    rec_sorted = record[order]
-    starts = np.flatnonzero(np.r_[True, rec_sorted[1:] != rec_sorted[:-1]])
-    bounds = np.r_[starts, n]
-    groups = [order[a:b] for a, b in itertools.pairwise(bounds)]
-
+    record, sample = _checked(record, sample)
+    out = np.zeros((len(sample), len(RR_FEATURES)), dtype=np.float64)
+    groups = record_groups(record, sample)
     all_intervals = [np.diff(sample[g]) / fs for g in groups if len(g) > 1]
     fallback = float(np.median(np.concatenate(all_intervals))) if all_intervals else 1.0
     floor = 1.0 / fs
@@ -93,6 +80,28 @@ def rr_features(
     for g in groups:
         out[g] = features(sample[g] / fs, fallback, floor, local_window)
     return out.astype(np.float32)
+
+
+def record_groups(record: np.ndarray, sample: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each record, sorted by R-peak position (no groups for no beats)."""
+    record = np.asarray(record).astype(str)
+    if len(record) == 0:
+        return []
+    order = np.lexsort((np.asarray(sample), record))
+    rec_sorted = record[order]
+    starts = np.flatnonzero(np.r_[True, rec_sorted[1:] != rec_sorted[:-1]])
+    return [order[a:b] for a, b in itertools.pairwise(np.r_[starts, len(order)])]
+
+
+def _checked(record: np.ndarray, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``record`` as strings and ``sample`` as floats, or a ``ValueError`` for unequal shapes."""
+    record = np.asarray(record).astype(str)
+    sample = np.asarray(sample, dtype=np.float64)
+    if record.shape != sample.shape or record.ndim != 1:
+        raise ValueError(
+            f"record {record.shape} and sample {sample.shape} must be equal 1-D shapes"
+        )
+    return record, sample
 
 
 def _record_features(t: np.ndarray, fallback: float, floor: float, window: int) -> np.ndarray:
@@ -181,22 +190,11 @@ def rr_irregularity(
     Returns:
         float32 ``(N, 2)`` in the order of :data:`RR_IRREGULARITY`, rows in the input order.
     """
-    record = np.asarray(record).astype(str)
-    sample = np.asarray(sample, dtype=np.float64)
-    if record.shape != sample.shape or record.ndim != 1:
-        raise ValueError(
-            f"record {record.shape} and sample {sample.shape} must be equal 1-D shapes"
-        )
+    record, sample = _checked(record, sample)
     if window < 2:
         raise ValueError(f"data.rr_irregularity window must be >= 2 beats, got {window}")
-    n = len(sample)
-    out = np.zeros((n, len(RR_IRREGULARITY)), dtype=np.float64)
-    if n == 0:
-        return out.astype(np.float32)
-    order = np.lexsort((sample, record))
-    rec_sorted = record[order]
-    starts = np.flatnonzero(np.r_[True, rec_sorted[1:] != rec_sorted[:-1]])
-    for g in np.split(order, starts[1:]):
+    out = np.zeros((len(sample), len(RR_IRREGULARITY)), dtype=np.float64)
+    for g in record_groups(record, sample):
         out[g] = _irregularity(sample[g] / fs, window, causal, 1.0 / fs)
     return out.astype(np.float32)
 
