@@ -134,6 +134,7 @@ def train_cv(
                 tags={"ecgjax.kind": "cv_fold", "ecgjax.cv_fold": str(i)},
                 parent_run_id=parent,
                 evaluate_test=False,
+                keep_val_probs=True,
             )
             for i, splits in enumerate(fold_splits)
         ]

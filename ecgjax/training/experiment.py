@@ -37,6 +37,7 @@ def train_run(
     parent_run_id: str | None = None,
     evaluate_test: bool = True,
     command: Sequence[str] | None = None,
+    keep_val_probs: bool = False,
 ) -> RunResult:
     """Train one ensemble, log it to MLflow, checkpoint it under ``checkpoints/<run_name>``.
 
@@ -46,7 +47,7 @@ def train_run(
     ``run_dir``, ``splits`` (already loaded), extra MLflow ``tags`` and a ``parent_run_id``
     let a study that trains several ensembles (``ecgjax.studies.rr_study``, the folds of
     ``ecgjax.training.crossval``) keep its runs together; ``evaluate_test=False`` leaves the test
-    split unseen (cross-validation selects without it).
+    split unseen (cross-validation selects without it, and pools ``keep_val_probs``).
 
     Raises:
         ValueError: ``data.cv_folds >= 2`` without ``splits`` (that is ``crossval.train_cv``).
@@ -124,6 +125,7 @@ def train_run(
                 hooks=[log_epoch, show],
                 resume=resume,
                 evaluate_test=evaluate_test,
+                keep_val_probs=keep_val_probs,
             )
         for row in result.history:  # epochs checkpointed but not logged before a kill
             if int(row["epoch"]) not in logged:

@@ -189,8 +189,10 @@ class TrainingRun:
         if self.saver is not None:
             self.saver.close()
 
-    def result(self, evaluate_test: bool) -> RunResult:
-        """The run's summary; ``evaluate_test`` predicts the test split with the best state."""
+    def result(self, evaluate_test: bool, keep_val_probs: bool = False) -> RunResult:
+        """The run's summary; ``evaluate_test`` predicts the test split with the best state,
+        ``keep_val_probs`` keeps the best epoch's validation probabilities (cross-validation
+        pools them; a run resumed past its best epoch predicts them again from its checkpoint)."""
         progress = self.progress
         out = RunResult(
             run_dir=self.run_dir,
@@ -203,9 +205,11 @@ class TrainingRun:
             history=list(progress["history"]),
         )
         ens, best = self.ens, self.best_host
-        if self.best_val_probs is not None:
+        if keep_val_probs and self.best_val_probs is not None:
             out.val_probs = self.best_val_probs
-        elif len(self.splits.val.y):  # resumed after the best epoch: predict with its checkpoint
+        elif keep_val_probs and len(
+            self.splits.val.y
+        ):  # resumed after the best epoch: predict with its checkpoint
             best = _restore_best(ens, self.run_dir, self.state)
             out.val_probs = ens.predict(best, self.splits.val)
         if evaluate_test:
@@ -227,6 +231,7 @@ def run_training(
     evaluate_test: bool = True,
     checkpoints: bool = True,
     restore_from: Path | None = None,
+    keep_val_probs: bool = False,
 ) -> RunResult:
     """Train the ensemble described by ``config``; checkpoint into ``run_dir``.
 
@@ -246,7 +251,7 @@ def run_training(
                 hook(result)
     finally:
         run.close()
-    return run.result(evaluate_test)
+    return run.result(evaluate_test, keep_val_probs)
 
 
 def _start(
