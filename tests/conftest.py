@@ -53,3 +53,26 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("ECGJAX_MITDB_DIR", raising=False)
     return tmp_path
+
+
+# Modules that start Ray (a local cluster, driver subprocesses, a fresh clone's sweep), in two
+# groups. Under `pytest -n 3 --dist loadgroup` (pyproject's addopts) a group runs one test after
+# another on one worker, so at most two Ray clusters run at once, while the third worker takes
+# the JAX-only tests. Three workers on a 2-core CPU fill the time Ray tests spend waiting on
+# subprocess start-up; more Ray clusters at once would only slow each other down.
+RAY_GROUPS = {
+    "test_faults_tune": "ray-a",
+    "test_multinode": "ray-a",
+    "test_population_sweep": "ray-a",
+    "test_tune": "ray-b",
+    "test_fresh_clone": "ray-b",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        group = RAY_GROUPS.get(module.__name__.rsplit(".", 1)[-1]) if module else None
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
