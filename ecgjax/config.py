@@ -45,6 +45,12 @@ def base_config() -> ml_collections.ConfigDict:
     # Two more RR columns: how irregular the rhythm is around the beat and over the record
     # (ecgjax.data.rr.rr_irregularity), so an early beat in atrial fibrillation is not read as S.
     c.data.rr_irregularity = False
+    # Patient-adaptive post-processing (ecgjax.scoring.clusters): each record's beats are
+    # clustered by QRS shape (k clusters) and every beat's V/F probabilities move this far
+    # (0 = off, 1 = all the way) towards its cluster's mean. Applied wherever the checkpoint is
+    # evaluated, and to the out-of-fold pool of cross-validation (oof.npz keeps the raw ones).
+    c.data.cluster_smoothing = 0.0
+    c.data.cluster_k = 8
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn2d"

@@ -44,6 +44,13 @@ _NEW_ONLY = flags.DEFINE_bool(
     "new_patients_only", False, "Refuse (exit 2) a test file that shares records with training."
 )
 
+_SMOOTH = flags.DEFINE_float(
+    "cluster_smoothing",
+    None,
+    "Share V/F evidence within each record's look-alike beats (0-1; ecgjax/scoring/clusters.py); "
+    "default: the checkpoint's data.cluster_smoothing.",
+)
+
 _SCALARS = ("macro_recall", "macro_f1", "balanced_accuracy", "accuracy")
 
 
@@ -166,6 +173,10 @@ def main(argv: list[str]) -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:
         loaded = evaluate.load_ensemble(argv[1] if len(argv) == 2 else str(_RUN_ID.value))
+        if _SMOOTH.value is not None:
+            if not 0.0 <= _SMOOTH.value <= 1.0:
+                raise app.UsageError(f"--cluster_smoothing={_SMOOTH.value}: use a number in [0, 1]")
+            loaded.config.data.cluster_smoothing = float(_SMOOTH.value)
         test, val = evaluate.load_data(loaded, _DATA.value)
         beats_in_file = len(test)
         if _MAX_BEATS.value is not None:
@@ -193,6 +204,11 @@ def main(argv: list[str]) -> None:
     loud = report["patients"] != patients_lib.NEW
     if loud:
         console.print(f"[bold red]WARNING: {patients_lib.describe(patients)}[/]")
+    if report["cluster_smoothing"]:
+        console.print(
+            f"cluster smoothing {report['cluster_smoothing']:g} (k={loaded.config.data.cluster_k}): "
+            "V/F probabilities shared within each record's look-alike beats"
+        )
     console.print(recall_table(report))
     console.print(aami_table(report))
     if report["aami"]["ensemble"]["note"]:

@@ -22,6 +22,8 @@ from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.evaluation import evaluate
 from ecgjax.evaluation import patients as patients_lib
+from ecgjax.scoring import clusters
+from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.tracking import Tracker
 from ecgjax.training.checkpoint import CheckpointError
 from ecgjax.training.run import RunResult, run_training
@@ -295,3 +297,32 @@ def test_whole_file_unless_max_beats(trained: tuple[Path, RunResult]) -> None:
     assert f"30 of {len(test)} beats" in title and "--max_beats" in title
     report["data"]["n_file"] = len(sample)
     assert script.beats_title(report).endswith("(30 beats)")  # type: ignore[attr-defined]
+
+
+def test_cluster_smoothing_is_part_of_the_checkpoints_prediction(
+    trained: tuple[Path, RunResult],
+) -> None:
+    run_dir, _ = trained
+    loaded = evaluate.load_ensemble(run_dir)
+    test, _ = evaluate.load_data(loaded)
+    raw = evaluate.predict(loaded, test)
+    loaded.config.data.cluster_smoothing = 0.6  # what --cluster_smoothing or a recipe sets
+    loaded.config.data.cluster_k = 3
+    smoothed = evaluate.predict(loaded, test)
+    ids = clusters.record_clusters(test.x, test.record, k=3)
+    names = loaded.class_names
+    for seed_raw, seed_smoothed in zip(raw, smoothed, strict=True):
+        np.testing.assert_allclose(
+            seed_smoothed, clusters.smooth(seed_raw, ids, names, 0.6), rtol=1e-5, atol=1e-6
+        )
+    report = evaluate.evaluate(
+        loaded, test, name="smooth", n_boot=10, write=False, log_mlflow=False
+    )
+    assert report["cluster_smoothing"] == 0.6
+    assert (
+        report["metrics"]["ensemble"]
+        == metrics_lib.ensemble_report(smoothed, test.y, loaded.num_classes)["ensemble"]
+    )
+    no_records = replace(test, record=None)
+    with pytest.raises(data_lib.DataError, match="record of each beat"):
+        evaluate.predict(loaded, no_records)

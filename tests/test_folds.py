@@ -13,8 +13,10 @@ from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.data import folds
+from ecgjax.scoring import clusters
+from ecgjax.studies import cluster_study
 from ecgjax.training import checkpoint as ckpt
-from ecgjax.training.crossval import train_cv
+from ecgjax.training.crossval import pool_out_of_fold, train_cv
 from ecgjax.training.experiment import train_run
 
 
@@ -127,6 +129,22 @@ def test_two_fold_training_run(project: Path) -> None:
     probs = np.concatenate([f.val_probs.mean(0) for f in result.folds])
     y = np.concatenate([cv.splits(i, config).val.y for i in range(2)])
     assert oof["gross"]["accuracy"] == pytest.approx(float((probs.argmax(-1) == y).mean()))
+    # ... saved as oof.npz, so post-processing is chosen on training patients (cluster study)
+    with np.load(run_dir / "oof.npz") as saved_arrays:
+        arrays = {k: saved_arrays[k] for k in saved_arrays.files}
+    np.testing.assert_allclose(arrays["probs"], probs, rtol=1e-6)
+    np.testing.assert_array_equal(arrays["y"], y)
+    assert arrays["x"].shape[0] == len(y)
+    names = list(config.data.class_names)
+    smoothed = pool_out_of_fold(arrays, names, smoothing=1.0, k=2)
+    ids = clusters.record_clusters(arrays["x"], arrays["record"], k=2)
+    pred = clusters.smooth(probs, ids, names, 1.0).argmax(-1)
+    assert smoothed["gross"]["accuracy"] == pytest.approx(float((pred == y).mean()))
+    rows = cluster_study.study(arrays, names, [0.0, 1.0], [2], resamples=50)
+    assert [r["strength"] for r in rows] == [0.0, 1.0]
+    assert rows[0]["accuracy"] == pytest.approx(oof["gross"]["accuracy"])
+    assert rows[1]["accuracy"] == pytest.approx(smoothed["gross"]["accuracy"])
+    assert "diff_recall_V" in rows[1] and "diff_recall_V" not in rows[0]
 
     client = MlflowClient(paths.mlflow_uri())
     runs = client.search_runs([client.get_experiment_by_name("ecgjax-train").experiment_id])

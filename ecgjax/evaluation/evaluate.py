@@ -29,7 +29,7 @@ from ecgjax.evaluation import patients as patients_lib
 from ecgjax.evaluation import plots as eval_plots
 from ecgjax.evaluation.tracking import EVAL_EXPERIMENT, check_owner, log_evaluation
 from ecgjax.evaluation.tracking import find_tracked_run as find_tracked_run  # re-exported
-from ecgjax.scoring import aami
+from ecgjax.scoring import aami, clusters
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.scoring import operating_point as op_lib
 from ecgjax.tracking import Tracker
@@ -195,7 +195,27 @@ def predict(loaded: Loaded, split: data_lib.BeatData) -> np.ndarray:
         )
     if loaded.config.model.rr_context and split.context is None:
         raise data_lib.DataError(f"{split.source}: the model needs RR context; the data has none")
-    return loaded.ensemble.predict(loaded.state, split)
+    probs = loaded.ensemble.predict(loaded.state, split)
+    return smooth_by_cluster(loaded.config, split, probs)
+
+
+def smooth_by_cluster(
+    config: ml_collections.ConfigDict, split: data_lib.BeatData, probs: np.ndarray
+) -> np.ndarray:
+    """``data.cluster_smoothing`` (:mod:`ecgjax.scoring.clusters`): each seed's V/F evidence
+    shared within the record's look-alike beats. Part of the recipe's prediction, so every
+    evaluation of the checkpoint (evaluate, compare) sees it; off (0) by default."""
+    strength = float(config.data.get("cluster_smoothing", 0.0))
+    if strength == 0.0:
+        return probs
+    if split.record is None:
+        raise data_lib.DataError(
+            f"{split.source}: data.cluster_smoothing needs the record of each beat; "
+            "the file has no record column"
+        )
+    ids = clusters.record_clusters(split.x, split.record, k=int(config.data.cluster_k))
+    names = list(config.data.class_names)
+    return np.stack([clusters.smooth(p, ids, names, strength) for p in probs]).astype(probs.dtype)
 
 
 def default_name(loaded: Loaded, data_path: str | Path | None) -> str:
@@ -259,6 +279,7 @@ def evaluate(
         "seeds": list(loaded.ensemble.seeds),
         "patients": patients["patients"],
         "protocol": protocol,
+        "cluster_smoothing": float(loaded.config.data.get("cluster_smoothing", 0.0)),
         "patient_overlap": patients,
         "metrics": metrics_lib.ensemble_report(probs, split.y, loaded.num_classes),
         "aami": {"ensemble": section, "seeds": seeds},

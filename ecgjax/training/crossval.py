@@ -24,7 +24,7 @@ from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.data import folds
-from ecgjax.scoring import aami, aami_tables
+from ecgjax.scoring import aami, aami_tables, clusters
 from ecgjax.tracking import Tracker, process_tags
 from ecgjax.training import rundir
 from ecgjax.training.checkpoint import write_json_atomic
@@ -44,24 +44,40 @@ class CVResult:
 
 
 def pool_out_of_fold(
-    results: list[RunResult], fold_splits: list[data_lib.Splits], names: list[str]
-) -> dict[str, Any] | None:
+    arrays: dict[str, np.ndarray], names: list[str], smoothing: float = 0.0, k: int = 8
+) -> dict[str, Any]:
     """AAMI statistics of every training record predicted once, by the fold that held it out.
 
     The fold means above average k small validation sets; this pools them, so each record
     counts by its beats, per-record rows show which patients fail (an AF record, a V-rich one)
-    and the intervals resample records. Argmax of each fold's ensemble at its best epoch; the
-    training patients only, so it is fit for selection. ``None`` when a fold has no record ids.
+    and the intervals resample records. Argmax of each fold's ensemble at its best epoch (after
+    the config's cluster smoothing, as evaluation would apply it); the training patients only,
+    so it is fit for selection.
     """
-    if any(r.val_probs is None for r in results) or any(s.val.record is None for s in fold_splits):
-        return None
-    probs = np.concatenate([np.asarray(r.val_probs).mean(0) for r in results])
-    y = np.concatenate([s.val.y for s in fold_splits])
-    record = np.concatenate([np.asarray(s.val.record).astype(str) for s in fold_splits])
+    probs = arrays["probs"]
+    if smoothing > 0:
+        ids = clusters.record_clusters(arrays["x"], arrays["record"], k=k)
+        probs = clusters.smooth(probs, ids, names, smoothing)
     protocol = (
         "inter-patient (out-of-fold: each training record predicted by a model that never saw it)"
     )
-    return aami.report(y, probs, names, record, protocol=protocol)
+    return aami.report(arrays["y"], probs, names, arrays["record"], protocol=protocol)
+
+
+def out_of_fold_arrays(
+    results: list[RunResult], fold_splits: list[data_lib.Splits]
+) -> dict[str, np.ndarray] | None:
+    """Each training beat once, as its held-out fold saw it: ensemble probabilities, label,
+    record and the beat itself (saved as ``oof.npz``, so post-processing such as
+    :mod:`ecgjax.scoring.clusters` can be chosen on training patients without retraining)."""
+    if any(r.val_probs is None for r in results) or any(s.val.record is None for s in fold_splits):
+        return None
+    return {
+        "probs": np.concatenate([np.asarray(r.val_probs).mean(0) for r in results]),
+        "y": np.concatenate([s.val.y for s in fold_splits]),
+        "record": np.concatenate([np.asarray(s.val.record).astype(str) for s in fold_splits]),
+        "x": np.concatenate([np.asarray(s.val.x, dtype=np.float32) for s in fold_splits]),
+    }
 
 
 def train_cv(
@@ -155,7 +171,12 @@ def train_cv(
     finally:
         tracker.end_run(parent, status=status)
     out = CVResult(run_dir, results, score, epoch_means)
-    out.out_of_fold = pool_out_of_fold(results, fold_splits, names)
+    arrays = out_of_fold_arrays(results, fold_splits)  # None when a fold has no record ids
+    if arrays is not None:
+        np.savez_compressed(run_dir / "oof.npz", **arrays)  # type: ignore[arg-type]
+        out.out_of_fold = pool_out_of_fold(
+            arrays, names, float(config.data.cluster_smoothing), int(config.data.cluster_k)
+        )
     if out.out_of_fold is not None:
         tracker.log_metrics(
             parent,

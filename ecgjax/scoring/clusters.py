@@ -1,0 +1,118 @@
+"""Patient-adaptive smoothing: beats of one record that look alike share their V/F evidence.
+
+Why: a ventricular beat is defined by its shape, and a patient's ectopic beats repeat the same
+few shapes. The strong inter-patient methods judge a beat against the patient's own beats
+(clusters or templates, no labels needed). A single-beat classifier instead judges every beat
+alone, so a noisy normal beat can be called V while its hundreds of look-alikes are not, and a
+V beat of an unusual shape can be missed while most of its cluster is caught.
+
+This clusters each record's beats by the shape of the QRS region (the first ``window``
+samples after the R peak, where the prepared beats start; PCA to ``components`` dimensions,
+k-means with ``k`` clusters, deterministic initialisation) and moves each beat's V and F
+probabilities towards its cluster's mean by ``strength`` (0 = off, 1 = the cluster mean).
+The other classes keep their proportions and take up the rest of the mass, so S (defined by
+timing, not shape) is never pooled across a cluster. Labels are never used: it can run on a
+new patient's record as it is evaluated, and be chosen on training patients (out-of-fold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+MORPHOLOGY_CLASSES = ("V", "F")  # AAMI classes defined by beat shape rather than timing
+
+
+def _kmeans(z: np.ndarray, k: int, iterations: int = 20) -> np.ndarray:
+    """Lloyd's k-means from k-means++-like farthest-point seeds (deterministic)."""
+    k = min(k, len(z))
+    centres = [z[np.argmin(np.linalg.norm(z - np.median(z, axis=0), axis=1))]]
+    dist = np.linalg.norm(z - centres[0], axis=1)
+    for _ in range(1, k):
+        centres.append(z[int(np.argmax(dist))])
+        dist = np.minimum(dist, np.linalg.norm(z - centres[-1], axis=1))
+    c = np.stack(centres)
+    label = np.zeros(len(z), dtype=np.int64)
+    for step in range(iterations):
+        d = ((z[:, None, :] - c[None, :, :]) ** 2).sum(-1)
+        new = d.argmin(1)
+        if step > 0 and np.array_equal(new, label):
+            break
+        label = new
+        for j in range(len(c)):
+            members = z[label == j]
+            if len(members):
+                c[j] = members.mean(0)
+    return label
+
+
+def record_clusters(
+    x: np.ndarray,
+    record: Sequence[str] | np.ndarray,
+    *,
+    window: int = 48,
+    components: int = 6,
+    k: int = 8,
+) -> np.ndarray:
+    """A cluster id per beat (unique across records) from the QRS-region shape of ``x``.
+
+    ``x``: ``(N, L)`` beats starting at the R peak (the prepared layout). Records with fewer
+    beats than ``k`` get one cluster per beat's nearest seeds as usual (k shrinks to the count).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < window:
+        raise ValueError(f"beats must be (N, L >= {window}); got {x.shape}")
+    record = np.asarray(record).astype(str)
+    if record.shape != (len(x),):
+        raise ValueError(f"one record id per beat: {record.shape} for {len(x)} beats")
+    out = np.empty(len(x), dtype=np.int64)
+    offset = 0
+    for name in np.unique(record):
+        idx = np.flatnonzero(record == name)
+        seg = x[idx, :window]
+        seg = seg - seg.mean(0)
+        if len(idx) > 1:
+            _, _, vt = np.linalg.svd(seg, full_matrices=False)
+            z = seg @ vt[: min(components, vt.shape[0])].T
+        else:
+            z = seg
+        label = _kmeans(z, k)
+        out[idx] = label + offset
+        offset += int(label.max()) + 1
+    return out
+
+
+def smooth(
+    probs: np.ndarray,
+    clusters: np.ndarray,
+    class_names: Sequence[str],
+    strength: float,
+    classes: Sequence[str] = MORPHOLOGY_CLASSES,
+) -> np.ndarray:
+    """Move each beat's probabilities of ``classes`` towards its cluster's mean by ``strength``.
+
+    The remaining classes are rescaled to keep their proportions, so each row still sums to 1.
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"cluster smoothing strength must be in [0, 1], got {strength}")
+    probs = np.asarray(probs, dtype=np.float64)
+    if strength == 0.0:
+        return probs
+    cols = [list(class_names).index(c) for c in classes if c in class_names]
+    if not cols:
+        return probs
+    ids, member = np.unique(clusters, return_inverse=True)
+    sums = np.zeros((len(ids), len(cols)))
+    np.add.at(sums, member, probs[:, cols])
+    mean = sums / np.bincount(member, minlength=len(ids))[:, None]
+    morph = (1.0 - strength) * probs[:, cols] + strength * mean[member]
+    rest = [j for j in range(probs.shape[1]) if j not in cols]
+    old_rest = probs[:, rest].sum(1, keepdims=True)
+    new_rest = np.clip(1.0 - morph.sum(1, keepdims=True), 0.0, 1.0)
+    out = np.empty_like(probs)
+    out[:, cols] = morph
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(old_rest > 0, probs[:, rest] / old_rest, 1.0 / len(rest))
+    out[:, rest] = share * new_rest
+    return out
