@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from ecgjax import paths
 from ecgjax.tracking import Tracker
 from ecgjax.training import checkpoint as ckpt
 from ecgjax.training.engine import Ensemble
-from ecgjax.tuning import sweep
+from ecgjax.tuning import members, sweep
 
 
 @pytest.fixture
@@ -25,7 +26,10 @@ def ray_local():
 
 
 def test_population_smoke_sweep(
-    project: Path, monkeypatch: pytest.MonkeyPatch, ray_local: None
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ray_local: None,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("ECGJAX_RAY_RESULTS", str(project / "ray_results"))
     path = paths.PROJECT_ROOT / "configs/population_resnet1d.py:smoke"
@@ -43,7 +47,26 @@ def test_population_smoke_sweep(
     assert len(kids) == 1
     tables = {a.path for a in client.list_artifacts(kids[0].info.run_id, "population")}
     epochs = int(config.tune.max_epochs)
-    assert tables == {f"population/members_epoch{e:03d}.json" for e in range(1, epochs + 1)}
+    per_epoch = {f"population/members_epoch{e:03d}.json" for e in range(1, epochs + 1)}
+    assert tables == per_epoch | {"population/members.json"}
+    # Every member is visible: sweep.json holds the trial's member table, best first; the
+    # console showed it; the MLflow run names the best member by its values.
+    state = json.loads((result.sweep_dir / "sweep.json").read_text())
+    rows = state["trials"][0]["members"]
+    alive = [r for r in rows if r["alive"]]
+    assert len(alive) == config.tune.population and len(rows) > len(alive)  # PBT replaced some
+    assert rows[0]["best"] == pytest.approx(row["metric"])
+    for k, v in rows[0]["values"].items():
+        assert row["params"][k] == pytest.approx(v)
+    out = capsys.readouterr().out
+    assert f"members of trial {row['trial_id']}: {config.tune.population} settings x 1 seeds" in out
+    assert f"{rows[0]['best']:.4f} (e{rows[0]['best_epoch']})" in out
+    tags = client.get_run(kids[0].info.run_id).data.tags
+    assert float(tags[f"{members.BEST_MEMBER}optim.learning_rate"]) == pytest.approx(
+        rows[0]["values"]["optim.learning_rate"]
+    )
+    assert tags[f"{members.BEST_MEMBER_META}setting"] == str(rows[0]["setting"])
+    assert int(tags["ecgjax.population_members"]) == len(rows)
     # The best setting is a normal ensemble checkpoint with the winner's values.
     best = result.sweep_dir / "best"
     config_json, meta = ckpt.read_run_files(best)

@@ -14,6 +14,7 @@ from typing import Any
 
 from ecgjax import paths
 from ecgjax.evaluation import plots as eval_plots
+from ecgjax.reporting import population
 from ecgjax.reporting.appendix import config_blocks
 from ecgjax.reporting.render import Block, render_markdown, render_pdf
 from ecgjax.reporting.store import (
@@ -246,6 +247,9 @@ def write_report(
     fig_dir = out_dir / "figures" / sweep_id
     confusion = confusion_figure(sweep, tracker, evaluation, fig_dir)
     figures = _figures(sweep, out_dir / "figures" / sweep_id, confusion)
+    members, members_appendix = population.blocks(
+        sweep, population.load_members(sweep, tracker), fig_dir
+    )
     tags = sweep.parent.data.tags
     short, full = _journal_blocks(sweep)
     commit = tags.get("mlflow.source.git.commit", "unknown")
@@ -272,13 +276,20 @@ def write_report(
         _top_table(sweep, top),
         Block("h2", "Figures"),
         *figures,
+        *members,
         Block("page", "appendix"),
         Block("h1", "Appendix"),
         *config_blocks(sweep, top),
         *full,
     ]
-    if len(sweep.ok) > 12:
-        blocks += [Block("h2", "C. All trials"), trial_table(sweep, limit=None)]
+    # Lettered appendix sections after A (configs) and B (journal), only those that apply.
+    extra = [trial_table(sweep, limit=None)] if len(sweep.ok) > 12 else []
+    titles = ["All trials"] if extra else []
+    if members_appendix:
+        titles.append(members_appendix[0].text)
+        extra.append(members_appendix[1])
+    for i, (title, block) in enumerate(zip(titles, extra, strict=True)):
+        blocks += [Block("h2", f"{chr(ord('C') + i)}. {title}"), block]
     md = render_markdown(blocks, out_dir / "report.md")
     pdf, content_pages = render_pdf(blocks, out_dir / "report.pdf", f"ecgjax sweep {sweep_id}")
     return {

@@ -18,6 +18,7 @@ from typing import Any
 from ecgjax import config as config_lib
 from ecgjax import paths
 from ecgjax.tracking import Tracker
+from ecgjax.tuning import members as members_lib
 
 
 class ReportError(RuntimeError):
@@ -105,12 +106,19 @@ def load_sweep(sweep_id: str, tracker: Tracker) -> Sweep:
             for k, v in t.items()
             if k.startswith("ecgjax.param.")
         }
+        # A population trial: the values of its best member (what it reports and exports),
+        # not member 0's, which are the searcher's point and the run's params.
+        best_member = {
+            k.removeprefix(members_lib.BEST_MEMBER): v
+            for k, v in t.items()
+            if k.startswith(members_lib.BEST_MEMBER)
+        }
         trial = Trial(
             t.get("ecgjax.trial_id", run.info.run_name),
             run.info.run_id,
             run.info.status,
-            tuned,
-            dict(run.data.params),
+            tuned | best_member,
+            dict(run.data.params) | best_member,
             t.get("ecgjax.checkpoint"),
             t.get("ecgjax.error"),
             metrics=dict(run.data.metrics),

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ecgjax import config as config_lib
+from ecgjax.tuning import members as members_lib
 from ecgjax.tuning.tracking import error_reason
 from ecgjax.tuning.trainable import flatten_params
 
@@ -61,6 +62,9 @@ def trial_rows(
             members = (result.metrics or {}).get("population_members") or "[]"
             row["population"] = len(json.loads(members) if isinstance(members, str) else members)
         df = result.metrics_dataframe
+        if df is not None and members_lib.MEMBERS_KEY in df:  # every setting it trained
+            epochs = members_lib.epochs_from_results(df.to_dict("records"))
+            row["members"] = members_lib.lineages(epochs, str(config.tune.mode))
         if df is not None and len(df) and keys["metric"] in df:
             df = df[df[keys["metric"]].notna()]
             best = df.loc[(sign * df[keys["metric"]]).idxmax()]
@@ -116,6 +120,32 @@ def print_table(rows: list[dict[str, Any]], metric: str, console: Console, top: 
     for r in rows:
         if r["status"] == "error":
             console.print(f"[red]trial {r['trial_id']} failed[/red]: {r['error']}")
+
+
+def print_members(
+    row: dict[str, Any], metric: str, console: Console, where: Path, top: int = 10
+) -> None:
+    """A population trial's member table (every setting it trained, best first), the top
+    ``top`` rows; the rest are in ``where`` (``sweep.json``)."""
+    rows = row.get("members") or []
+    if not rows:
+        return
+    keys = members_lib.varied_keys(rows)
+    alive = sum(r["alive"] for r in rows)
+    console.print(
+        f"members of trial {row['trial_id']}: {alive} settings x {len(rows[0]['seeds'])} seeds "
+        f"at the end, {len(rows) - alive} replaced on the way; ranked by {metric} (seed mean) "
+        "at their best epoch"
+    )
+    table = Table()
+    for col in ("#", "setting", "seeds", *map(column_label, keys), "best (epoch)", "final"):
+        table.add_column(col, justify="right")
+    table.add_column("history (selection)", justify="left")
+    for cells in members_lib.table_rows(rows[:top], keys):
+        table.add_row(*cells)
+    console.print(table)
+    if len(rows) > top:
+        console.print(f"{len(rows) - top} more in {where} (trials -> members)")
 
 
 _ABBREV = {

@@ -359,6 +359,8 @@ def _finish(
     report.print_table(rows, metric, console)
     best_dir = None
     ok = [r for r in rows if r["status"] == "ok" and "metric" in r]
+    if ok and ok[0].get("members"):  # a population sweep: the winning trial's members
+        report.print_members(ok[0], metric, console, sweep_dir / "sweep.json")
     if ok:
         best_dir = _export_best(ok[0], sweep_dir, sweep_id)
         best = ok[0]

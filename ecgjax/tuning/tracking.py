@@ -22,6 +22,7 @@ from ray.tune.experiment import Trial
 from ecgjax import config as config_lib
 from ecgjax.scoring import plots
 from ecgjax.tracking import Tracker
+from ecgjax.tuning import members as members_lib
 from ecgjax.tuning.trainable import flatten_params, trial_config
 
 _INTERNAL = ("val_confusion",)  # reported to Tune for the driver's plots, not a metric
@@ -132,16 +133,26 @@ class MlflowSweepCallback(Callback):
         if step <= self._last_step.get(trial.trial_id, 0):
             return
         self.tracker.log_metrics(run_id, metrics, step=step)
-        if "population_members" in result:  # a population trial: one member table per epoch
+        if members_lib.MEMBERS_KEY in result:  # a population trial: one member table per epoch
             with tempfile.TemporaryDirectory() as tmp:
                 table = Path(tmp) / f"members_epoch{step:03d}.json"
-                keys = ("population_members", "population_best_values", "population_events")
+                keys = (
+                    members_lib.MEMBERS_KEY,
+                    members_lib.BEST_VALUES_KEY,
+                    members_lib.EVENTS_KEY,
+                )
                 entries = {k: result.get(k) for k in keys}
                 entries = {
                     k: json.loads(v) if isinstance(v, str) else v for k, v in entries.items()
                 }
                 table.write_text(json.dumps(entries, default=str))
                 self.tracker.log_artifact(run_id, table, "population")
+            # The best member so far, where the run's page shows it: its values as tags (the
+            # params keep member 0's, the searcher's point, and MLflow params are immutable).
+            best = result.get(members_lib.BEST_VALUES_KEY) or {}
+            tags = {f"{members_lib.BEST_MEMBER}{k}": v for k, v in best.items()}
+            tags[f"{members_lib.BEST_MEMBER_META}epoch"] = result.get("best_epoch", step)
+            self.tracker.set_tags(run_id, tags)
         self._last_step[trial.trial_id] = step
 
     def on_trial_complete(
@@ -163,6 +174,8 @@ class MlflowSweepCallback(Callback):
         self.tracker.set_tags(run_id, tags)
         try:
             self._figures(run_id, trial, last)
+            if members_lib.MEMBERS_KEY in last:
+                self._members(run_id, trial)
         finally:
             self.tracker.end_run(run_id, status=status)
 
@@ -188,6 +201,30 @@ class MlflowSweepCallback(Callback):
             }
             (Path(tmp) / "last_result.json").write_text(json.dumps(result))
             self.tracker.log_artifact(run_id, Path(tmp) / "last_result.json")
+
+    def _members(self, run_id: str, trial: Trial) -> None:
+        """The ranked member table of the whole trial (``population/members.json``), read
+        back from the per-epoch tables the run holds (complete after a resumed sweep too),
+        and the best member's setting, seeds and score as tags."""
+        mode = str(self._config(trial).tune.mode)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.tracker.client.download_artifacts(run_id, "population", tmp)
+            rows = members_lib.lineages(members_lib.epochs_from_folder(Path(folder)), mode)
+            if not rows:
+                return
+            path = Path(tmp) / "members.json"
+            path.write_text(json.dumps(rows, indent=1))
+            self.tracker.log_artifact(run_id, path, "population")
+        best = rows[0]
+        self.tracker.set_tags(
+            run_id,
+            {
+                f"{members_lib.BEST_MEMBER_META}setting": best["setting"],
+                f"{members_lib.BEST_MEMBER_META}seeds": ",".join(map(str, best["seeds"])),
+                f"{members_lib.BEST_MEMBER_META}score": f"{best['best']:.6g}",
+                "ecgjax.population_members": len(rows),
+            },
+        )
 
     def _history(self, run_id: str, names: list[str], metric: str) -> list[dict[str, float]]:
         """Per-epoch values from MLflow itself, so a resumed trial's curves are complete."""
