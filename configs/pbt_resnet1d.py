@@ -11,6 +11,7 @@ without recompiling; a new dropout rate recompiles (seconds, cached). Budgeted f
 step times at ~15 min (the default run was not timed end to end); expected: the population's
 best validation macro recall ~0.9 after 12 short epochs. Members are ranked (and exploited) by
 validation macro F2 over N/S/V/F: recall first, precision not ignored (see asha_cnn.py).
+``population_resnet1d.py`` builds on this file's values (PBT inside each trial instead).
 """
 
 import ml_collections

@@ -14,26 +14,21 @@ The trial reports its best setting; the member table of every epoch is an MLflow
 Same objective as the other sweeps (validation macro F2 over N/S/V/F).
 """
 
+from pathlib import Path
+
 import ml_collections
 
-from ecgjax.config import base_config, sweep_variant
+from ecgjax.config import load_config_file, sweep_variant
+
+# The same model, loss, optimiser and objective; PBT here runs inside each trial instead.
+BASE = Path(__file__).with_name("pbt_resnet1d.py")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = base_config()
+    c = load_config_file(BASE)
     c.name = "population_resnet1d"
-    c.model.name = "resnet1d"
-    c.model.hidden, c.model.num_blocks = 32, 3
-    c.model.norm, c.model.dropout = "batch", 0.1
-    c.loss.name, c.loss.class_weight_power = "weighted_ce", 0.5
-    c.optim.name, c.optim.learning_rate, c.optim.weight_decay = "adamw", 3e-3, 1e-4
-    c.optim.schedule = "constant"  # PBT inside the trial schedules the learning rate
-    c.train.batch_size = 64
-    c.train.steps_per_epoch = 150
-    c.train.select_metric, c.tune.metric = "macro_f2", "val/macro_f2"
-    c.tune.scheduler, c.tune.search = "fifo", "random"
-    c.tune.num_samples, c.tune.max_epochs = 2, 12
-    c.tune.seeds_per_trial = 2
+    c.tune.scheduler = "fifo"  # Ray's PBT is refused with a population
+    c.tune.num_samples = 2
     c.tune.population = 8
     c.tune.population_selection = "pbt"
     c.tune.population_interval = 2

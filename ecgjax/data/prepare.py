@@ -113,10 +113,7 @@ def prepare(
     if source is None or not Path(source).is_dir():
         raise PrepareError(f"{source}: records folder not found (give --source DIR or --download)")
     source = Path(source)
-    names = mitbih.list_records(source)
-    if not names:
-        raise PrepareError(f"{source}: no WFDB records (no RECORDS file and no *.hea)")
-    inputs = input_checksums(source, [f for n in names for f in mitbih.input_files(source, n)])
+    names, inputs = record_inputs(source)
     params = parameters()
     expected = set(_out_files(out_dir)) - {"manifest"}
     done = None if force else read_manifest(out_dir / MANIFEST, inputs, params, expected)
@@ -151,6 +148,20 @@ def prepare(
         line = f"[red]{line}; skipped {len(damaged)} record(s): {_skipped_names(damaged)}"
     console.print(line + ".", soft_wrap=True)
     return PrepareResult(out_dir, False, _out_files(out_dir), counts, damaged, seconds)
+
+
+def record_inputs(source: Path, annotator: str = "atr") -> tuple[list[str], dict[str, str | None]]:
+    """The records in ``source`` and the checksums of every file they need: the inputs a
+    manifest records, so that a changed or added record file makes the outputs stale.
+
+    Raises:
+        PrepareError: ``source`` holds no WFDB record.
+    """
+    names = mitbih.list_records(source)
+    if not names:
+        raise PrepareError(f"{source}: no WFDB records (no RECORDS file and no *.hea)")
+    files = [f for n in names for f in mitbih.input_files(source, n, annotator)]
+    return names, input_checksums(source, files)
 
 
 def _download(dest: Path, console: Console, progress: bool) -> Path:

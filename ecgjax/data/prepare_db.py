@@ -28,15 +28,14 @@ from rich.table import Table
 
 from ecgjax.data import mitbih
 from ecgjax.data.beats import write_parquet
-from ecgjax.data.prepare import FORMAT_VERSION, OUTPUTS, PrepareError, stack_beats
-from ecgjax.data.prepare_store import (
-    input_checksums,
-    read_manifest,
-    remove_stale_temps,
-    sha256,
-    staged,
-    versions,
+from ecgjax.data.prepare import (
+    FORMAT_VERSION,
+    OUTPUTS,
+    PrepareError,
+    record_inputs,
+    stack_beats,
 )
+from ecgjax.data.prepare_store import read_manifest, remove_stale_temps, sha256, staged, versions
 from ecgjax.data.splits import class_counts
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -100,15 +99,11 @@ def prepare_database(
     source, out_dir = Path(source), Path(out_dir)
     if not source.is_dir():
         raise PrepareError(f"{source}: records folder not found")
-    names = mitbih.list_records(source)
-    if not names:
-        raise PrepareError(f"{source}: no WFDB records (no RECORDS file and no *.hea)")
+    names, inputs = record_inputs(source, annotator)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_file, summary_file = out_dir / f"{name}.parq", out_dir / f"{name}.json"
     if remove_stale_temps([data_file, summary_file]):
         console.print(f"[yellow]Removed the temp files an interrupted run left in {out_dir}.")
-    files = [f for n in names for f in mitbih.input_files(source, n, annotator)]
-    inputs = input_checksums(source, files)
     params = parameters(lead, annotator)
     done = None if force else read_manifest(summary_file, inputs, params, {"data"})
     if done is not None:

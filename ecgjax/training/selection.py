@@ -19,7 +19,7 @@ setting stays an S-seed ensemble.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,18 +97,13 @@ def pbt(
     quantile: float = 0.25,
 ) -> tuple[TrainState, list[Event]]:
     """One PBT exploit + explore over the settings; ``scores`` per member, higher is better."""
-    per_setting = setting_scores(scores, pop.seeds_per_setting)
-    bottom, top = _bottom_top(per_setting, quantile)
-    src = np.arange(pop.num_settings)
-    new, events = {}, []
-    for target in bottom:
+
+    def choose(top: np.ndarray) -> tuple[int, dict[str, float]]:
         source = int(top[int(rng.integers(len(top)))])
-        src[target] = source
         first = source * pop.seeds_per_setting
-        values = perturb(space, {k: pop.values[k][first] for k in space}, rng)
-        new[int(target)] = values
-        events.append(Event("pbt", int(target), source, values))
-    return _apply(pop, state, src, new), events
+        return source, perturb(space, {k: pop.values[k][first] for k in space}, rng)
+
+    return _select(pop, state, scores, quantile, "pbt", choose)
 
 
 def halving(
@@ -121,17 +116,35 @@ def halving(
 ) -> tuple[TrainState, list[Event]]:
     """One successive-halving rung: settings below ``quantile`` restart from the best setting's
     weights with new draws from ``space``."""
-    per_setting = setting_scores(scores, pop.seeds_per_setting)
-    bottom, top = _bottom_top(per_setting, quantile)
-    best = int(top[0]) if len(top) else 0
-    src = np.arange(pop.num_settings)
-    new, events = {}, []
-    for target in bottom:
-        src[target] = best
+
+    def choose(top: np.ndarray) -> tuple[int, dict[str, float]]:
         values = {
             k: float(round(d.sample(rng))) if k in INTEGER else float(d.sample(rng))
             for k, d in sorted(space.items())
         }
+        return int(top[0]), values
+
+    return _select(pop, state, scores, quantile, "halving", choose)
+
+
+def _select(
+    pop: Population,
+    state: TrainState,
+    scores: np.ndarray,
+    quantile: float,
+    kind: str,
+    choose: Callable[[np.ndarray], tuple[int, dict[str, float]]],
+) -> tuple[TrainState, list[Event]]:
+    """What PBT and halving share: rank the settings by their mean score, let each bottom
+    setting ``choose`` (from the top settings, best first) a source and its new values, then
+    move them all at once."""
+    per_setting = setting_scores(scores, pop.seeds_per_setting)
+    bottom, top = _bottom_top(per_setting, quantile)
+    src = np.arange(pop.num_settings)
+    new, events = {}, []
+    for target in bottom:
+        source, values = choose(top)
+        src[target] = source
         new[int(target)] = values
-        events.append(Event("halving", int(target), best, values))
+        events.append(Event(kind, int(target), source, values))
     return _apply(pop, state, src, new), events

@@ -3,16 +3,15 @@
 The driver loads the data once and puts it in Ray's object store; trials train in worker
 processes and report to Tune; the driver alone writes MLflow (one parent run per sweep,
 one child per trial), the journal and ``checkpoints/<sweep>/sweep.json``. The Ray
-experiment folder ``ray_results/<sweep>`` is what ``--resume`` continues from.
+experiment folder ``ray_results/<sweep>`` is what ``--resume`` continues from. The Tune
+objects themselves (the trainable, a new or restored Tuner) come from :mod:`ecgjax.tuning.tuner`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,6 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ml_collections
-import pyarrow.fs as pafs
 import ray
 from ray import tune
 from rich.console import Console
@@ -44,13 +42,15 @@ from ecgjax import paths
 from ecgjax.data import folds
 from ecgjax.tracking import Tracker
 from ecgjax.training.checkpoint import write_json_atomic
-from ecgjax.tuning import cluster, journal, tracking, view
+from ecgjax.tuning import cluster, journal, search, tracking, view
 from ecgjax.tuning import summary as report
-from ecgjax.tuning import trainable as tune_lib
 from ecgjax.tuning import trainable_cv as tune_cv
 from ecgjax.tuning import trainable_population as tune_pop
 from ecgjax.tuning.cluster import experiment_path, ray_results_root, start_ray
-from ecgjax.tuning.tracking import MlflowSweepCallback
+from ecgjax.tuning.tuner import make_trainable, sweep_tuner
+
+# Tune's saved experiments (tuner.pkl) name the trial folder function by this path.
+from ecgjax.tuning.tuner import trial_dirname as trial_dirname
 
 EXPERIMENT = "ecgjax-tune"
 console = Console(width=None if Console().is_terminal else 200)
@@ -101,10 +101,10 @@ def run_sweep(
     if cluster.exists(experiment_path(sweep_id)) or (paths.checkpoints_dir() / sweep_id).exists():
         raise FileExistsError(f"sweep {sweep_id!r} exists; continue it with --resume {sweep_id}")
     space = config_lib.load_search_space(config_file, tune)
-    nested = tune_lib.nest_space(space, config)
-    baseline = tune_lib.baseline_point(space, config)
-    tune_lib.make_scheduler(config.tune, nested)  # fail on a bad tune section before any work
-    tune_lib.make_search(config.tune, [], int(config.seed))
+    nested = search.nest_space(space, config)
+    baseline = search.baseline_point(space, config)
+    search.make_scheduler(config.tune, nested)  # fail on a bad tune section before any work
+    search.make_search(config.tune, [], int(config.seed))
     cluster.custom_resources(str(config.tune.resources))
     tune_pop.check_config(config)
     splits = _load_data(config)
@@ -117,8 +117,8 @@ def run_sweep(
         "smoke": config_file.endswith(":smoke"),
         "mlflow_parent_run_id": None,
         "ray_results": experiment_path(sweep_id),
-        "search_space": tune_lib.describe_space(space),
-        "baseline": tune_lib.flatten_params(baseline) if baseline else None,
+        "search_space": search.describe_space(space),
+        "baseline": search.flatten_params(baseline) if baseline else None,
         "base_config": json.loads(config_lib.to_json(config)),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "status": "running",
@@ -188,7 +188,6 @@ def _launch(
             sweep_id, state["hypothesis"], state["config_file"], details, smoke=_smoke(state)
         )
     os.environ[view.VERBOSE_ENV] = "1" if options.verbose else "0"
-    exp_dir = experiment_path(sweep_id)
     record = sweep_dir / "processes.json"
     left = cluster.reap(sweep_id, record)
     if left:
@@ -196,67 +195,13 @@ def _launch(
     started = start_ray(options.ray_address, options.num_cpus, options.bind, sweep_id)
     cluster.record_processes(record)
     try:
-        trainable = _trainable(config, splits, sweep_id, state["config_file"], options.verbose)
-        if _restorable(exp_dir):
-            tuner = tune.Tuner.restore(
-                exp_dir, trainable=trainable, resume_unfinished=True, resume_errored=False
-            )
-        else:
-            tuner = _new_tuner(config, state, trainable, parent)
+        trainable = make_trainable(config, splits, sweep_id, state["config_file"], options.verbose)
+        tuner = sweep_tuner(trainable, config, state, parent, EXPERIMENT)
         grid = _fit(tuner, tracker, parent)
     finally:
         if started:
             ray.shutdown()
     return _finish(grid, config, state, sweep_dir, tracker)
-
-
-def _new_tuner(
-    config: ml_collections.ConfigDict, state: dict[str, Any], trainable: Any, parent: str
-) -> tune.Tuner:
-    tc, sweep_id = config.tune, state["sweep_id"]
-    space = config_lib.load_search_space(state["config_file"], tune)
-    nested = tune_lib.nest_space(space, config)
-    baseline = tune_lib.baseline_point(space, config)
-    callback = MlflowSweepCallback(
-        EXPERIMENT, parent, sweep_id, config_lib.to_json(config), str(paths.checkpoints_dir())
-    )
-    tables = report.progress_reporter(config, space)
-    early = tc.scheduler in ("asha", "hyperband")
-    reporter = view.SweepView(
-        sweep_id,
-        str(tc.metric),
-        str(tc.mode),
-        int(tc.num_samples),
-        int(tc.max_epochs),
-        tables,
-        early,
-    )
-    return tune.Tuner(
-        trainable,
-        param_space=nested,
-        tune_config=tune.TuneConfig(
-            metric=tc.metric,
-            mode=tc.mode,
-            search_alg=tune_lib.make_search(tc, [baseline] if baseline else [], int(config.seed)),
-            scheduler=tune_lib.make_scheduler(tc, nested),
-            num_samples=int(tc.num_samples),
-            trial_dirname_creator=trial_dirname,
-            reuse_actors=True,  # skip a fresh worker's imports and JAX start-up per trial
-        ),
-        run_config=tune.RunConfig(
-            name=sweep_id,
-            storage_path=ray_results_root(),
-            callbacks=[
-                callback,
-                cluster.RecordProcesses(str(paths.checkpoints_dir() / sweep_id / "processes.json")),
-            ],
-            # PBT clones other trials' latest checkpoints: keep a few so none vanishes mid-copy.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if tc.scheduler == "pbt" else 2),
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            progress_reporter=reporter,
-            verbose=1,
-        ),
-    )
 
 
 def _fit(tuner: tune.Tuner, tracker: Tracker, parent: str) -> tune.ResultGrid:
@@ -269,31 +214,12 @@ def _fit(tuner: tune.Tuner, tracker: Tracker, parent: str) -> tune.ResultGrid:
         raise
 
 
-def _restorable(exp_dir: str) -> bool:
-    """Whether Tune saved this experiment's state (a path or a storage URI); a driver killed
-    after Tune wrote its ``tuner.pkl`` but before the first snapshot (no trial had started)
-    leaves only the former, and the sweep starts afresh."""
-    fs, path = cluster.storage(exp_dir)
-    if tune.Tuner.can_restore(exp_dir):
-        listing = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-        if any(Path(f.path).name.startswith("experiment_state-") for f in listing):
-            return True
-    with contextlib.suppress(FileNotFoundError, OSError):
-        fs.delete_dir(path)
-    return False
-
-
 def _smoke(state: dict[str, Any]) -> bool:
     return bool(state.get("smoke", str(state.get("config_file", "")).endswith(":smoke")))
 
 
 def _entries(state: dict[str, Any]) -> list[str]:
     return journal.entries_for(state["sweep_id"], journal.journal_path(_smoke(state)))
-
-
-def trial_dirname(trial: Any) -> str:
-    """Trial folders named by trial id, the same id as under ``checkpoints/<sweep>/``."""
-    return str(trial.trial_id)
 
 
 def _load_data(config: ml_collections.ConfigDict) -> data_lib.Splits | folds.CrossValidation:
@@ -303,36 +229,6 @@ def _load_data(config: ml_collections.ConfigDict) -> data_lib.Splits | folds.Cro
         tune_cv.check_config(config)
         return folds.load_cv(config)
     return data_lib.load_splits(config)
-
-
-def _trainable(
-    config: ml_collections.ConfigDict,
-    data: data_lib.Splits | folds.CrossValidation,
-    sweep_id: str,
-    config_file: str,
-    verbose: bool = False,
-) -> Any:
-    """The trainable with the data in the object store (once) and the per-trial resources."""
-    common = {
-        "base_json": config_lib.to_json(config),
-        "sweep_id": sweep_id,
-        "checkpoint_root": str(paths.checkpoints_dir()),
-        "verbose": verbose,
-        "driver_node": ray.get_runtime_context().get_node_id(),
-        "results_root": ray_results_root(),
-    }
-    if isinstance(data, folds.CrossValidation):
-        with_data = tune.with_parameters(tune_cv.train_cv_trial, cv=data, **common)
-    elif int(config.tune.population) >= 2:
-        with_data = tune.with_parameters(
-            tune_pop.train_population_trial, splits=data, config_file=config_file, **common
-        )
-    else:
-        with_data = tune.with_parameters(tune_lib.train_trial, splits=data, **common)
-    resources = {"cpu": float(config.tune.cpus_per_trial), "gpu": float(config.tune.gpus_per_trial)}
-    return tune.with_resources(
-        with_data, resources | cluster.custom_resources(str(config.tune.resources))
-    )
 
 
 def _finish(
@@ -414,10 +310,3 @@ def _export_best(row: dict[str, Any], sweep_dir: Path, sweep_id: str) -> Path:
         return report.copy_best(row, sweep_dir)
     finally:
         shutil.rmtree(remote, ignore_errors=True)
-
-
-def _log_json(tracker: Tracker, run_id: str, obj: Any, name: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_text(json.dumps(obj, indent=2, default=str))
-        tracker.log_artifact(run_id, path)

@@ -1,13 +1,12 @@
-"""Ray Tune pieces: the search space, the trainable, and the scheduler/searcher for a config.
+"""The Ray Tune trainable of a single-split sweep, and what every trainable shares.
 
 The trainable runs in a Ray worker process. It trains one seed ensemble with
 :func:`ecgjax.training.run.run_training`, reports every epoch's flat validation metrics to Tune and
 attaches an Orbax checkpoint, so ASHA/HyperBand can pause and resume a trial and PBT can
 clone another trial's state. It never talks to MLflow: the driver is the one writer.
 
-Search spaces are keyed by dotted config paths (``optim.learning_rate``). Ray reads ``/`` in
-keys as nesting and some searchers flatten names, so the space is handed to Ray as nested
-dicts (``{"optim": {"learning_rate": ...}}``) and flattened back here.
+The search space, scheduler and searcher live in :mod:`ecgjax.tuning.search` (imported here
+too, under their old names).
 """
 
 from __future__ import annotations
@@ -18,60 +17,27 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 from ray import tune
-from ray.tune.schedulers import (
-    ASHAScheduler,
-    FIFOScheduler,
-    HyperBandScheduler,
-    PopulationBasedTraining,
-    TrialScheduler,
-)
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
-from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax.tuning import ledger
 from ecgjax.tuning.cluster import fetch_run_dir, run_copy, share_run_dir
+from ecgjax.tuning.search import baseline_point as baseline_point
+from ecgjax.tuning.search import describe_space as describe_space
+from ecgjax.tuning.search import flatten_params
+from ecgjax.tuning.search import make_scheduler as make_scheduler
+from ecgjax.tuning.search import make_search as make_search
+from ecgjax.tuning.search import nest_space as nest_space
 
 STATE_DIR = "state"  # Orbax folder inside a Ray checkpoint
 MARKER = "trial.json"  # which trial and epoch wrote a Ray checkpoint
-
-
-def nest_space(space: dict[str, Any], config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Validate dotted keys against ``config`` and nest them for Ray.
-
-    Raises:
-        ValueError: a key is not a config path (typo, or a whole section).
-    """
-    known = config_lib.flatten(config)
-    unknown = sorted(k for k in space if k not in known)
-    if unknown:
-        raise ValueError(f"search space keys are not config paths: {unknown}")
-    nested: dict[str, Any] = {}
-    for dotted, value in space.items():
-        node = nested
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return nested
-
-
-def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Inverse of :func:`nest_space` for sampled values: nested dict -> dotted keys."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and "grid_search" not in value:
-            out.update(flatten_params(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 def trial_config(
@@ -86,102 +52,6 @@ def trial_config(
             "train.epochs": int(config.tune.max_epochs),
         },
     )
-
-
-def baseline_point(
-    space: dict[str, Any], config: ml_collections.ConfigDict
-) -> dict[str, Any] | None:
-    """The config file's own values for the searched keys, when they lie inside the space.
-
-    Evaluated as the first trial, so every sweep compares against its starting point (for
-    ``asha_cnn.py``, the reference CNN) inside the same budget and on the same data.
-    """
-    flat = config_lib.flatten(config)
-    point = {}
-    for key, domain in space.items():
-        value = flat[key]
-        if not isinstance(domain, Domain):  # a grid has no single starting point
-            return None
-        if isinstance(domain, Categorical) and value not in domain.categories:
-            return None
-        if isinstance(domain, (Float, Integer)) and not domain.lower <= value <= domain.upper:
-            return None
-        point[key] = value
-    return nest_space(point, config)
-
-
-def describe_space(space: dict[str, Any]) -> dict[str, Any]:
-    """A JSON-able description of a search space (for MLflow and sweep.json)."""
-    out: dict[str, Any] = {}
-    for key, d in space.items():
-        if isinstance(d, Categorical):
-            out[key] = {"choice": list(d.categories)}
-        elif isinstance(d, (Float, Integer)):
-            sampler = type(d.get_sampler()).__name__
-            out[key] = {
-                "type": type(d).__name__,
-                "lower": d.lower,
-                "upper": d.upper,
-                "sampler": sampler,
-            }
-        elif isinstance(d, dict):
-            out[key] = d
-        else:
-            out[key] = repr(d)
-    return out
-
-
-def make_scheduler(tc: ml_collections.ConfigDict, space: dict[str, Any]) -> TrialScheduler:
-    """Scheduler from ``config.tune``; time is counted in epochs (Tune's training_iteration)."""
-    if tc.scheduler == "asha":
-        return ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=int(tc.max_epochs),
-            grace_period=int(tc.grace_period),
-            reduction_factor=float(tc.reduction_factor),
-        )
-    if tc.scheduler == "hyperband":
-        return HyperBandScheduler(
-            time_attr="training_iteration",
-            max_t=int(tc.max_epochs),
-            reduction_factor=float(tc.reduction_factor),
-        )
-    if tc.scheduler == "pbt":
-        return PopulationBasedTraining(
-            time_attr="training_iteration",
-            perturbation_interval=int(tc.perturbation_interval),
-            hyperparam_mutations=space,
-        )
-    if tc.scheduler == "fifo":
-        return FIFOScheduler()
-    raise ValueError(f"tune.scheduler must be asha, hyperband, pbt or fifo, got {tc.scheduler!r}")
-
-
-def make_search(
-    tc: ml_collections.ConfigDict, points: list[dict[str, Any]], seed: int
-) -> SearchAlgorithm | Searcher:
-    """Search algorithm from ``config.tune`` (Optuna TPE behind a concurrency limit)."""
-    if tc.scheduler == "pbt" and tc.search != "random":
-        raise ValueError(
-            "tune.scheduler='pbt' samples its population itself; use tune.search='random'"
-        )
-    if tc.search in ("random", "grid"):
-        return BasicVariantGenerator(
-            points_to_evaluate=points if tc.search == "random" else None,
-            max_concurrent=int(tc.max_concurrent),
-            random_state=seed,
-        )
-    if tc.search == "optuna":
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
-
-        # Optuna names parameters by Ray's flattened paths ("model/hidden"), points included.
-        flat = [{k.replace(".", "/"): v for k, v in flatten_params(p).items()} for p in points]
-        searcher = OptunaSearch(
-            points_to_evaluate=flat or None, sampler=optuna.samplers.TPESampler(seed=seed)
-        )
-        return ConcurrencyLimiter(searcher, max_concurrent=int(tc.max_concurrent))
-    raise ValueError(f"tune.search must be random, grid or optuna, got {tc.search!r}")
 
 
 def trial_data_config(
@@ -219,38 +89,104 @@ def setup_trial_process(config: ml_collections.ConfigDict, verbose: bool = False
     configure_jax()
 
 
-def train_trial(
+@dataclass(frozen=True)
+class SweepContext:
+    """What the driver hands every trial of a sweep besides its data: one argument of the
+    three trainables (single split, cross-validated, population)."""
+
+    base_json: str  # the sweep's base config (config_lib.to_json)
+    sweep_id: str
+    checkpoint_root: str  # a trial writes checkpoint_root/sweep_id/trial_id
+    verbose: bool = False  # Ray's "Checkpoint successfully created" line per report
+    driver_node: str = ""  # the driver's Ray node: a trial elsewhere uploads its run folder
+    results_root: str = ""  # the sweep's storage, where that upload goes
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """A started trial (:func:`start_trial`): its config and where it writes."""
+
+    config: ml_collections.ConfigDict
+    data_config: ml_collections.ConfigDict | None  # set: load its own data (trial_data_config)
+    trial_id: str
+    run_dir: Path
+    shared: str  # where a trial on another node uploads run_dir (cluster.run_copy)
+    driver_node: str
+
+    def open_checkpoint(self, stack: contextlib.ExitStack) -> Path | None:
+        """The Tune checkpoint the trial restarts from, as a folder open while ``stack`` is
+        (None on a fresh start); restarted on another node, the trial first fetches the run
+        folder it had uploaded."""
+        checkpoint = tune.get_checkpoint()
+        folder = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
+        if folder is not None and not self.run_dir.exists():
+            fetch_run_dir(self.shared, self.run_dir)
+        return folder
+
+    def report(self, metrics: dict[str, Any], checkpoint: Path, saved: list[Path]) -> None:
+        """Upload the run folder (from another node, once the ``saved`` step folders exist),
+        then report ``metrics`` with the Tune checkpoint folder ``checkpoint``: upload first,
+        as the report does not return when the scheduler stops the trial."""
+        share_run_dir(self.run_dir, self.shared, self.driver_node, saved)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint)))
+
+
+def start_trial(
     params: dict[str, Any],
-    *,
-    splits: data_lib.Splits,
-    base_json: str,
-    sweep_id: str,
-    checkpoint_root: str,
-    verbose: bool = False,
-    driver_node: str = "",
-    results_root: str = "",
-) -> None:
+    sweep: SweepContext,
+    data_files: tuple[str, str],
+    check: Callable[[ml_collections.ConfigDict], None] | None = None,
+) -> TrialSetup:
+    """What every trainable does first: the trial's config (``check`` refuses what the
+    trainable cannot do), this process's JAX settings, and the trial's folders.
+
+    ``data_files`` are the train and test files the driver loaded, which a trial that changes
+    the ``data`` section loads again (:func:`trial_data_config`).
+    """
+    base = config_lib.from_json(sweep.base_json)
+    config = trial_config(base, params)
+    if check is not None:
+        check(config)
+    setup_trial_process(config, sweep.verbose)
+    trial_id = tune.get_context().get_trial_id()
+    return TrialSetup(
+        config=config,
+        data_config=trial_data_config(base, config, *data_files),
+        trial_id=trial_id,
+        run_dir=Path(sweep.checkpoint_root) / sweep.sweep_id / trial_id,
+        shared=run_copy(sweep.results_root, sweep.sweep_id, trial_id),
+        driver_node=sweep.driver_node,
+    )
+
+
+def epoch_metrics(
+    metrics: Mapping[str, Any], epoch: int, best_epoch: int, confusion: Any
+) -> dict[str, Any]:
+    """A trial's report for one epoch: its flat validation metrics and the keys every
+    trainable adds (the summary and the MLflow callback read them)."""
+    out = dict(metrics)
+    out["epoch"] = epoch
+    out["best_epoch"] = best_epoch
+    out["val_confusion"] = confusion
+    return out
+
+
+def train_trial(params: dict[str, Any], *, splits: data_lib.Splits, sweep: SweepContext) -> None:
     """The Ray Tune function trainable: one seed ensemble, reported and checkpointed per epoch.
 
     A restarted trial never trains an epoch it had finished (see :mod:`ecgjax.tuning.ledger`).
     """
-    base = config_lib.from_json(base_json)
-    config = trial_config(base, params)
-    setup_trial_process(config, verbose)
+    trial = start_trial(params, sweep, (splits.train.source, splits.test.source))
     from ecgjax.training.run import EpochResult, run_training  # after the XLA variables are set
 
-    own = trial_data_config(base, config, splits.train.source, splits.test.source)
-    trial_id = tune.get_context().get_trial_id()
-    run_dir = Path(checkpoint_root) / sweep_id / trial_id
-    shared = run_copy(results_root, sweep_id, trial_id)
+    config, trial_id, run_dir = trial.config, trial.trial_id, trial.run_dir
 
     def report(result: EpochResult) -> None:
         from ecgjax.training import checkpoint as ckpt
 
-        metrics: dict[str, Any] = dict(result.metrics)
-        metrics["epoch"] = result.epoch
-        metrics["best_epoch"] = int(result.progress["best_epoch"])
-        metrics["val_confusion"] = result.val_report["ensemble"]["confusion"]
+        best_epoch = int(result.progress["best_epoch"])
+        confusion = result.val_report["ensemble"]["confusion"]
+        metrics = epoch_metrics(result.metrics, result.epoch, best_epoch, confusion)
         ledger.record(run_dir, metrics)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt.save_dir(Path(tmp) / STATE_DIR, result.state, result.progress)
@@ -258,15 +194,10 @@ def train_trial(
             saved = [
                 run_dir / w / str(result.epoch) for w in ("latest", "best")[: 1 + result.is_best]
             ]
-            # before the report, which does not return when the scheduler stops the trial
-            share_run_dir(run_dir, shared, driver_node, saved)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+            trial.report(metrics, Path(tmp), saved)
 
     with contextlib.ExitStack() as stack:
-        checkpoint = tune.get_checkpoint()
-        folder = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
-        if folder is not None and not run_dir.exists():
-            fetch_run_dir(shared, run_dir)  # restarted on another node: the uploaded run folder
+        folder = trial.open_checkpoint(stack)
         marker = read_marker(folder) if folder is not None else None
         restore: Path | None = None
         if marker is not None and marker["trial_id"] != trial_id:  # a PBT clone
@@ -283,6 +214,7 @@ def train_trial(
             if epoch_at == epoch and folder is not None:
                 restore = folder / STATE_DIR
             epoch = epoch_at
+        own = trial.data_config
         splits = data_lib.load_splits(own) if own is not None else splits
         reached = run_training(
             config,

@@ -19,20 +19,17 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-from ray import tune
 
-from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax.data import folds
 from ecgjax.tuning import ledger
-from ecgjax.tuning.cluster import fetch_run_dir, run_copy, share_run_dir
 from ecgjax.tuning.trainable import (
     MARKER,
     STATE_DIR,
+    SweepContext,
     adopt_checkpoint,
-    setup_trial_process,
-    trial_config,
-    trial_data_config,
+    epoch_metrics,
+    start_trial,
 )
 
 
@@ -51,29 +48,16 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def train_cv_trial(
-    params: dict[str, Any],
-    *,
-    cv: folds.CrossValidation,
-    base_json: str,
-    sweep_id: str,
-    checkpoint_root: str,
-    verbose: bool = False,
-    driver_node: str = "",
-    results_root: str = "",
+    params: dict[str, Any], *, cv: folds.CrossValidation, sweep: SweepContext
 ) -> None:
     """The Ray Tune function trainable: k fold ensembles, reported as their mean per epoch."""
-    base = config_lib.from_json(base_json)
-    config = trial_config(base, params)
-    check_config(config)
-    setup_trial_process(config, verbose)
+    trial = start_trial(params, sweep, (cv.pool.source, cv.test.source), check_config)
     from ecgjax.training.run import TrainingRun  # after the XLA variables are set
 
-    own = trial_data_config(base, config, cv.pool.source, cv.test.source)
+    config, own = trial.config, trial.data_config
     cv = folds.load_cv(own) if own is not None else cv  # the same folds: records and labels
 
-    trial_id = tune.get_context().get_trial_id()
-    run_dir = Path(checkpoint_root) / sweep_id / trial_id
-    shared = run_copy(results_root, sweep_id, trial_id)
+    trial_id, run_dir = trial.trial_id, trial.run_dir
     names = list(config.data.class_names)
     fold_splits = [cv.splits(i, config) for i in range(len(cv.folds))]
     supports = [data_lib.class_counts(s.val.y, len(names)) for s in fold_splits]
@@ -81,10 +65,7 @@ def train_cv_trial(
     runs: list[TrainingRun] = []
     try:
         with contextlib.ExitStack() as stack:
-            checkpoint = tune.get_checkpoint()
-            folder = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
-            if folder is not None and not run_dir.exists():  # restarted on another node
-                fetch_run_dir(shared, run_dir)
+            folder = trial.open_checkpoint(stack)
             for i, splits in enumerate(fold_splits):
                 fold_dir = run_dir / f"fold{i}"
                 restore = None
@@ -96,15 +77,11 @@ def train_cv_trial(
                 runs.append(TrainingRun(config, splits, fold_dir, restore_from=restore))
         while not runs[0].done:
             results = [run.step() for run in runs]
-            metrics: dict[str, Any] = folds.summarize(
-                [r.metrics for r in results], supports, names, spread
-            )
-            metrics["epoch"] = results[0].epoch
-            metrics["best_epoch"] = _best_epoch(
-                runs, supports, names, f"val/{config.train.select_metric}"
-            )
+            summary = folds.summarize([r.metrics for r in results], supports, names, spread)
+            best_epoch = _best_epoch(runs, supports, names, f"val/{config.train.select_metric}")
             confusion = sum(np.asarray(r.val_report["ensemble"]["confusion"]) for r in results)
-            metrics["val_confusion"] = np.asarray(confusion).tolist()  # pooled over the folds
+            pooled = np.asarray(confusion).tolist()  # over the folds
+            metrics = epoch_metrics(summary, results[0].epoch, best_epoch, pooled)
             with tempfile.TemporaryDirectory() as tmp:
                 for i, (run, r) in enumerate(zip(runs, results, strict=True)):
                     _save_fold(Path(tmp) / f"fold{i}", run, r.epoch, trial_id)
@@ -113,8 +90,7 @@ def train_cv_trial(
                     for i, r in enumerate(results)
                     for w in ("latest", "best")[: 1 + r.is_best]
                 ]
-                share_run_dir(run_dir, shared, driver_node, saved)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+                trial.report(metrics, Path(tmp), saved)
     finally:
         for run in runs:
             run.close()

@@ -34,7 +34,7 @@ from ray import tune
 
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
-from ecgjax.tuning.trainable import setup_trial_process, trial_config, trial_data_config
+from ecgjax.tuning.trainable import SweepContext, epoch_metrics, start_trial
 
 MEMBERS_KEY = "population_members"
 BEST_VALUES_KEY = "population_best_values"
@@ -58,45 +58,29 @@ def trial_number(trial_id: str) -> int:
 
 
 def train_population_trial(
-    params: dict[str, Any],
-    *,
-    splits: data_lib.Splits,
-    base_json: str,
-    config_file: str,
-    sweep_id: str,
-    checkpoint_root: str,
-    verbose: bool = False,
-    driver_node: str = "",
-    results_root: str = "",
+    params: dict[str, Any], *, splits: data_lib.Splits, config_file: str, sweep: SweepContext
 ) -> None:
     """Train one population trial, reporting per epoch; export the best setting at the end.
 
     Unlike the single-setting trainable it neither replays a ledger after a killed driver nor
-    uploads its folder from another node (``driver_node``, ``results_root`` are accepted for
-    one call signature and unused): a population trial restarts from its Tune checkpoint.
+    uploads its folder from another node (``sweep.driver_node`` and ``sweep.results_root`` go
+    unused): a population trial restarts from its Tune checkpoint.
     """
-    del driver_node, results_root
-    base = config_lib.from_json(base_json)
-    config = trial_config(base, params)
-    setup_trial_process(config, verbose)
+    trial = start_trial(params, sweep, (splits.train.source, splits.test.source))
     from ecgjax.training.population_run import PopulationRun  # after the XLA variables
     from ecgjax.training.space import SPACE, population_space
 
-    own = trial_data_config(base, config, splits.train.source, splits.test.source)
+    config, own = trial.config, trial.data_config
     splits = data_lib.load_splits(own) if own is not None else splits
-    trial_id = tune.get_context().get_trial_id()
     space = population_space(config_lib.load_search_space(config_file, SPACE))
-    run = PopulationRun(config, splits, space, (int(config.seed), trial_number(trial_id)))
-    out_dir = Path(checkpoint_root) / sweep_id / trial_id
+    run = PopulationRun(config, splits, space, (int(config.seed), trial_number(trial.trial_id)))
     while not run.done:
         result = run.step()
         if run.best is not None and run.best["epoch"] == result.epoch:
             # Exported whenever the best improves, so a trial that ASHA stops has it too.
-            _export(run, out_dir)
-        metrics: dict[str, Any] = dict(result.metrics)
-        metrics["epoch"] = result.epoch
-        metrics["best_epoch"] = int(run.best["epoch"]) if run.best else result.epoch
-        metrics["val_confusion"] = result.confusion
+            _export(run, trial.run_dir)
+        best_epoch = int(run.best["epoch"]) if run.best else result.epoch
+        metrics = epoch_metrics(result.metrics, result.epoch, best_epoch, result.confusion)
         # A JSON string, not a list: Tune's TensorBoard logger warns about (and prints) a list
         # of dicts on every result.
         metrics[MEMBERS_KEY] = json.dumps(result.members)
