@@ -50,6 +50,9 @@ _SMOOTH = flags.DEFINE_float(
     "Share V/F evidence within each record's look-alike beats (0-1; ecgjax/scoring/clusters.py); "
     "default: the checkpoint's data.cluster_smoothing.",
 )
+_CLUSTER_K = flags.DEFINE_integer(
+    "cluster_k", None, "Clusters per record for --cluster_smoothing (default: data.cluster_k)."
+)
 
 _SCALARS = ("macro_recall", "macro_f1", "balanced_accuracy", "accuracy")
 
@@ -177,6 +180,10 @@ def main(argv: list[str]) -> None:
             if not 0.0 <= _SMOOTH.value <= 1.0:
                 raise app.UsageError(f"--cluster_smoothing={_SMOOTH.value}: use a number in [0, 1]")
             loaded.config.data.cluster_smoothing = float(_SMOOTH.value)
+        if _CLUSTER_K.value is not None:
+            if _CLUSTER_K.value < 1:
+                raise app.UsageError(f"--cluster_k={_CLUSTER_K.value}: use an integer >= 1")
+            loaded.config.data.cluster_k = int(_CLUSTER_K.value)
         test, val = evaluate.load_data(loaded, _DATA.value)
         beats_in_file = len(test)
         if _MAX_BEATS.value is not None:

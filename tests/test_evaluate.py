@@ -326,3 +326,17 @@ def test_cluster_smoothing_is_part_of_the_checkpoints_prediction(
     no_records = replace(test, record=None)
     with pytest.raises(data_lib.DataError, match="record of each beat"):
         evaluate.predict(loaded, no_records)
+
+
+def test_a_smoothing_recipe_reports_the_same_test_numbers_in_training_and_evaluation(
+    trained: tuple[Path, RunResult],
+) -> None:
+    run_dir, _ = trained
+    config = tiny_config()
+    config.data.cluster_smoothing, config.data.cluster_k = 0.6, 3
+    smooth_dir = run_dir.parent / "tiny_smooth"
+    result = run_training(config, data_lib.load_splits(config), smooth_dir)
+    loaded = evaluate.load_ensemble(smooth_dir)
+    test, _ = evaluate.load_data(loaded)
+    assert result.test_probs is not None
+    np.testing.assert_allclose(evaluate.predict(loaded, test), result.test_probs, atol=1e-6)

@@ -204,18 +204,19 @@ def smooth_by_cluster(
 ) -> np.ndarray:
     """``data.cluster_smoothing`` (:mod:`ecgjax.scoring.clusters`): each seed's V/F evidence
     shared within the record's look-alike beats. Part of the recipe's prediction, so every
-    evaluation of the checkpoint (evaluate, compare) sees it; off (0) by default."""
-    strength = float(config.data.get("cluster_smoothing", 0.0))
-    if strength == 0.0:
-        return probs
-    if split.record is None:
-        raise data_lib.DataError(
-            f"{split.source}: data.cluster_smoothing needs the record of each beat; "
-            "the file has no record column"
+    evaluation of the checkpoint (evaluate, compare, the training run's test table) sees it."""
+    try:
+        return clusters.smooth_ensemble(
+            probs,
+            split.x,
+            split.record,
+            list(config.data.class_names),
+            float(config.data.cluster_smoothing),
+            int(config.data.cluster_k),
+            split.source,
         )
-    ids = clusters.record_clusters(split.x, split.record, k=int(config.data.cluster_k))
-    names = list(config.data.class_names)
-    return np.stack([clusters.smooth(p, ids, names, strength) for p in probs]).astype(probs.dtype)
+    except ValueError as err:
+        raise data_lib.DataError(str(err)) from None
 
 
 def default_name(loaded: Loaded, data_path: str | Path | None) -> str:

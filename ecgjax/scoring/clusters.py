@@ -116,3 +116,24 @@ def smooth(
         share = np.where(old_rest > 0, probs[:, rest] / old_rest, 1.0 / len(rest))
     out[:, rest] = share * new_rest
     return out
+
+
+def smooth_ensemble(
+    probs: np.ndarray,
+    x: np.ndarray,
+    record: Sequence[str] | np.ndarray | None,
+    class_names: Sequence[str],
+    strength: float,
+    k: int,
+    source: str = "the data",
+) -> np.ndarray:
+    """:func:`smooth` for each seed of ``probs`` ``(S, N, C)``, clustering ``x`` once."""
+    if strength == 0.0:
+        return probs
+    if record is None:
+        raise ValueError(
+            f"{source}: data.cluster_smoothing needs the record of each beat; "
+            "the file has no record column"
+        )
+    ids = record_clusters(x, record, k=k)
+    return np.stack([smooth(p, ids, class_names, strength) for p in probs]).astype(probs.dtype)

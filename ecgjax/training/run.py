@@ -21,6 +21,7 @@ import numpy as np
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
+from ecgjax.scoring import clusters
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.training import checkpoint as ckpt
 from ecgjax.training.engine import Ensemble
@@ -215,7 +216,16 @@ class TrainingRun:
         if evaluate_test:
             test = self.splits.test
             best_state = best if best is not None else _restore_best(ens, self.run_dir, self.state)
-            out.test_probs = ens.predict(best_state, test)
+            c = self.config.data  # the recipe's patient-adaptive step, as evaluate.py applies it
+            out.test_probs = clusters.smooth_ensemble(
+                ens.predict(best_state, test),
+                test.x,
+                test.record,
+                self.names,
+                float(c.cluster_smoothing),
+                int(c.cluster_k),
+                test.source,
+            )
             out.test_report = metrics_lib.ensemble_report(out.test_probs, test.y, ens.num_classes)
             out.test_metrics = metrics_lib.flat_metrics(out.test_report, "test", self.names)
         return out
