@@ -10,6 +10,7 @@ import pytest
 
 from ecgjax import data as data_lib
 from ecgjax.data.synthetic import make_records
+from ecgjax.runtime import configure_jax
 
 # The suite never reaches the internet: data that is missing must not trigger a PhysioNet
 # download (the download tests lift this and point ECGJAX_PHYSIONET_URL at a loopback mirror).
@@ -17,6 +18,10 @@ os.environ.setdefault("ECGJAX_OFFLINE", "1")
 # Ray reads this when it is first imported, which may be before ecgjax.tuning.sweep sets it:
 # under `uv run pytest`, Ray would otherwise build a fresh virtualenv for every worker.
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+# The persistent compilation cache the scripts use (ecgjax.runtime), for the in-process tests
+# too: many tests build the same small models, and on a 2-core CPU compiling is much of the
+# suite's time. Results are the same executables either way.
+configure_jax()
 
 
 def write_synthetic_split(
@@ -56,10 +61,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 # Modules that start Ray (a local cluster, driver subprocesses, a fresh clone's sweep), in two
-# groups. Under `pytest -n 3 --dist loadgroup` (pyproject's addopts) a group runs one test after
-# another on one worker, so at most two Ray clusters run at once, while the third worker takes
-# the JAX-only tests. Three workers on a 2-core CPU fill the time Ray tests spend waiting on
-# subprocess start-up; more Ray clusters at once would only slow each other down.
+# groups. Under `pytest -n 2 --dist loadgroup` (pyproject's addopts) a group runs one test after
+# another on one worker, so at most two Ray clusters run at once; the JAX-only tests fill the
+# workers around them. More Ray clusters at once on a 2-core CPU would only slow each other.
 RAY_GROUPS = {
     "test_faults_tune": "ray-a",
     "test_multinode": "ray-a",
