@@ -83,7 +83,7 @@ def test_fresh_clone_downloads_prepares_and_runs_the_smoke_sweep(tmp_path: Path)
         assert smoke[:3] == ["uv", "run", "scripts/tune.py"], smoke
         command = [sys.executable, *smoke[2:], "--name", "fresh", "--num_cpus", "2"]
         done = subprocess.run(
-            command, cwd=clone, env=env, capture_output=True, text=True, timeout=400
+            command, cwd=clone, env=env, capture_output=True, text=True, timeout=900
         )
         out = done.stdout + done.stderr
         assert done.returncode == 0, out[-4000:]
