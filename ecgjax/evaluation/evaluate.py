@@ -29,12 +29,13 @@ from ecgjax.evaluation import patients as patients_lib
 from ecgjax.evaluation import plots as eval_plots
 from ecgjax.evaluation.tracking import EVAL_EXPERIMENT, check_owner, log_evaluation
 from ecgjax.evaluation.tracking import find_tracked_run as find_tracked_run  # re-exported
-from ecgjax.scoring import aami, clusters
+from ecgjax.scoring import aami
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.scoring import operating_point as op_lib
 from ecgjax.tracking import Tracker
 from ecgjax.training import checkpoint as ckpt
 from ecgjax.training.engine import Ensemble
+from ecgjax.training.run import smooth_by_cluster
 from ecgjax.training.step import TrainState
 from ecgjax.training.validate import validate
 
@@ -199,26 +200,6 @@ def predict(loaded: Loaded, split: data_lib.BeatData) -> np.ndarray:
     return smooth_by_cluster(loaded.config, split, probs)
 
 
-def smooth_by_cluster(
-    config: ml_collections.ConfigDict, split: data_lib.BeatData, probs: np.ndarray
-) -> np.ndarray:
-    """``data.cluster_smoothing`` (:mod:`ecgjax.scoring.clusters`): each seed's V/F evidence
-    shared within the record's look-alike beats. Part of the recipe's prediction, so every
-    evaluation of the checkpoint (evaluate, compare, the training run's test table) sees it."""
-    try:
-        return clusters.smooth_ensemble(
-            probs,
-            split.x,
-            split.record,
-            list(config.data.class_names),
-            float(config.data.cluster_smoothing),
-            int(config.data.cluster_k),
-            split.source,
-        )
-    except ValueError as err:
-        raise data_lib.DataError(str(err)) from None
-
-
 def default_name(loaded: Loaded, data_path: str | Path | None) -> str:
     stem = Path(data_path).stem if data_path is not None else "test"
     return stem if loaded.which == "best" else f"{stem}_{loaded.which}"
@@ -280,7 +261,7 @@ def evaluate(
         "seeds": list(loaded.ensemble.seeds),
         "patients": patients["patients"],
         "protocol": protocol,
-        "cluster_smoothing": float(loaded.config.data.get("cluster_smoothing", 0.0)),
+        "cluster_smoothing": float(loaded.config.data.cluster_smoothing),
         "patient_overlap": patients,
         "metrics": metrics_lib.ensemble_report(probs, split.y, loaded.num_classes),
         "aami": {"ensemble": section, "seeds": seeds},

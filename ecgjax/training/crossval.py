@@ -54,10 +54,9 @@ def pool_out_of_fold(
     the config's cluster smoothing, as evaluation would apply it); the training patients only,
     so it is fit for selection.
     """
-    probs = arrays["probs"]
-    if smoothing > 0:
-        ids = clusters.record_clusters(arrays["x"], arrays["record"], k=k)
-        probs = clusters.smooth(probs, ids, names, smoothing)
+    probs = clusters.smooth_ensemble(
+        arrays["probs"][None].astype(np.float64), arrays["x"], arrays["record"], names, smoothing, k
+    )[0]
     protocol = (
         "inter-patient (out-of-fold: each training record predicted by a model that never saw it)"
     )

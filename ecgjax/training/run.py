@@ -216,19 +216,30 @@ class TrainingRun:
         if evaluate_test:
             test = self.splits.test
             best_state = best if best is not None else _restore_best(ens, self.run_dir, self.state)
-            c = self.config.data  # the recipe's patient-adaptive step, as evaluate.py applies it
-            out.test_probs = clusters.smooth_ensemble(
-                ens.predict(best_state, test),
-                test.x,
-                test.record,
-                self.names,
-                float(c.cluster_smoothing),
-                int(c.cluster_k),
-                test.source,
-            )
+            out.test_probs = smooth_by_cluster(self.config, test, ens.predict(best_state, test))
             out.test_report = metrics_lib.ensemble_report(out.test_probs, test.y, ens.num_classes)
             out.test_metrics = metrics_lib.flat_metrics(out.test_report, "test", self.names)
         return out
+
+
+def smooth_by_cluster(
+    config: ml_collections.ConfigDict, split: data_lib.BeatData, probs: np.ndarray
+) -> np.ndarray:
+    """``data.cluster_smoothing`` (:mod:`ecgjax.scoring.clusters`): each seed's V/F evidence
+    shared within the record's look-alike beats. Part of the recipe's prediction, so every
+    evaluation of the checkpoint (the run's test table, evaluate, compare) applies it here."""
+    try:
+        return clusters.smooth_ensemble(
+            probs,
+            split.x,
+            split.record,
+            list(config.data.class_names),
+            float(config.data.cluster_smoothing),
+            int(config.data.cluster_k),
+            split.source,
+        )
+    except ValueError as err:
+        raise data_lib.DataError(str(err)) from None
 
 
 def run_training(
