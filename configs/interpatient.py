@@ -59,6 +59,11 @@ N .900 -> .922 [+.009, +.038], S .829/.392 -> .930/.354, V .841/.749 -> .817/.90
 [+.033, +.291]), accuracy .891 -> .912. It costs V sensitivity in a very noisy record (105,
 whose V beats sit in noise clusters); ``--cluster_smoothing=0`` on ``evaluate.py`` turns it off.
 
+Class decision offsets (``scripts/decision_study.py``, ``evaluate.py --decision``) were
+tried on top and left out: fitted on DS1's out-of-fold pool (S -.75, V -.25, F -2; cross-fitted
+N Se +.048, accuracy +.043 inside DS1), on DS2 they gave N .942, S .744/.369, V .824/.816 and
+accuracy .923, meeting fewer targets than argmax; the DS2 CV did not adopt them at all.
+
 Variants: ``reverse`` swaps the roles (DS2 -> DS1, the second look); ``irregular`` (above);
 ``causal`` uses only
 past beats (the running median of the previous 64 beats as the template, causal RR

@@ -54,6 +54,13 @@ _CLUSTER_K = flags.DEFINE_integer(
     "cluster_k", None, "Clusters per record for --cluster_smoothing (default: data.cluster_k)."
 )
 
+_DECISION = flags.DEFINE_string(
+    "decision",
+    None,
+    "decision.json (or the CV folder holding it) from scripts/decision_study.py: class offsets "
+    "fitted on the training patients' out-of-fold pool, applied before argmax.",
+)
+
 _SCALARS = ("macro_recall", "macro_f1", "balanced_accuracy", "accuracy")
 
 
@@ -184,6 +191,8 @@ def main(argv: list[str]) -> None:
             if _CLUSTER_K.value < 1:
                 raise app.UsageError(f"--cluster_k={_CLUSTER_K.value}: use an integer >= 1")
             loaded.config.data.cluster_k = int(_CLUSTER_K.value)
+        if _DECISION.value is not None:
+            evaluate.attach_decision(loaded, _DECISION.value)
         test, val = evaluate.load_data(loaded, _DATA.value)
         beats_in_file = len(test)
         if _MAX_BEATS.value is not None:
@@ -216,6 +225,11 @@ def main(argv: list[str]) -> None:
             f"cluster smoothing {report['cluster_smoothing']:g} (k={loaded.config.data.cluster_k}): "
             "V/F probabilities shared within each record's look-alike beats"
         )
+    if report["decision"] is not None:
+        d = report["decision"]
+        offsets = ", ".join(f"{n} {v:+.2f}" for n, v in d["offsets"].items())
+        state = "" if d["adopted"] else "not adopted by its study (argmax kept); "
+        console.print(f"decision offsets from {d['file']} ({d['fitted_on']}): {state}{offsets}")
     console.print(recall_table(report))
     console.print(aami_table(report))
     if report["aami"]["ensemble"]["note"]:

@@ -22,7 +22,7 @@ from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.evaluation import evaluate
 from ecgjax.evaluation import patients as patients_lib
-from ecgjax.scoring import clusters
+from ecgjax.scoring import clusters, decision
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.tracking import Tracker
 from ecgjax.training.checkpoint import CheckpointError
@@ -326,6 +326,41 @@ def test_cluster_smoothing_is_part_of_the_checkpoints_prediction(
     no_records = replace(test, record=None)
     with pytest.raises(data_lib.DataError, match="record of each beat"):
         evaluate.predict(loaded, no_records)
+
+
+def test_decision_offsets_are_part_of_the_prediction_and_must_match_the_checkpoint(
+    trained: tuple[Path, RunResult], tmp_path: Path
+) -> None:
+    run_dir, _ = trained
+    loaded = evaluate.load_ensemble(run_dir)
+    test, _ = evaluate.load_data(loaded)
+    raw = evaluate.predict(loaded, test)
+    names = loaded.class_names
+    offsets = dict(zip(names, [0.0, 1.0, -0.5, -3.0, 0.0][: len(names)], strict=True))
+    fitted = {
+        "class_names": names,
+        "offsets": offsets,
+        "adopted": True,
+        "train_file": Path(str(loaded.config.data.train_file)).name,
+        "cluster_smoothing": 0.0,
+        "cluster_k": 8,
+        "protocol": "out-of-fold",
+        "goals": ["N Se >= 0.95"],
+    }
+    path = tmp_path / "decision.json"
+    path.write_text(json.dumps(fitted | {"cluster_smoothing": 0.5}))
+    with pytest.raises(decision.DecisionError, match=r"cluster_smoothing=0\.5.*refit"):
+        evaluate.attach_decision(loaded, tmp_path)
+    path.write_text(json.dumps(fitted | {"train_file": "other.parq"}))
+    with pytest.raises(decision.DecisionError, match=r"train_file=.other\.parq."):
+        evaluate.attach_decision(loaded, path)
+    path.write_text(json.dumps(fitted))
+    evaluate.attach_decision(loaded, path)
+    shifted = evaluate.predict(loaded, test)
+    np.testing.assert_allclose(shifted, decision.apply(raw, list(offsets.values())), rtol=1e-6)
+    assert not np.array_equal(shifted.argmax(-1), raw.argmax(-1))
+    report = evaluate.evaluate(loaded, test, name="dec", n_boot=10, write=False, log_mlflow=False)
+    assert report["decision"]["offsets"] == offsets and report["decision"]["adopted"]
 
 
 def test_a_smoothing_recipe_reports_the_same_test_numbers_in_training_and_evaluation(

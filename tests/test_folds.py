@@ -13,8 +13,8 @@ from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.data import folds
-from ecgjax.scoring import clusters
-from ecgjax.studies import cluster_study
+from ecgjax.scoring import clusters, decision
+from ecgjax.studies import cluster_study, decision_study
 from ecgjax.training import checkpoint as ckpt
 from ecgjax.training.crossval import pool_out_of_fold, train_cv
 from ecgjax.training.experiment import train_run
@@ -145,6 +145,17 @@ def test_two_fold_training_run(project: Path) -> None:
     assert rows[0]["accuracy"] == pytest.approx(oof["gross"]["accuracy"])
     assert rows[1]["accuracy"] == pytest.approx(smoothed["gross"]["accuracy"])
     assert "diff_recall_V" in rows[1] and "diff_recall_V" not in rows[0]
+    # ... and class decision offsets: fitted on the pool, cross-fitted over the CV's own folds
+    chosen = decision_study.study(run_dir, resamples=50)
+    assert chosen["records"] == sorted(val_records[0] | val_records[1])
+    assert chosen["argmax"]["accuracy"] == pytest.approx(oof["gross"]["accuracy"])
+    assert chosen["fitted"]["objective"] >= chosen["argmax"]["objective"]
+    crossed = chosen["cross_fitted"]
+    assert len(crossed["offsets_per_fold"]) == 2
+    assert chosen["adopted"] == (crossed["objective"] > chosen["argmax"]["objective"])
+    kept = chosen["fitted_offsets"] if chosen["adopted"] else dict.fromkeys(names, 0.0)
+    assert chosen["offsets"] == kept
+    assert decision.load(decision_study.write(run_dir, chosen))["offsets"] == kept
 
     client = MlflowClient(paths.mlflow_uri())
     runs = client.search_runs([client.get_experiment_by_name("ecgjax-train").experiment_id])

@@ -30,6 +30,7 @@ from ecgjax.evaluation import plots as eval_plots
 from ecgjax.evaluation.tracking import EVAL_EXPERIMENT, check_owner, log_evaluation
 from ecgjax.evaluation.tracking import find_tracked_run as find_tracked_run  # re-exported
 from ecgjax.scoring import aami
+from ecgjax.scoring import decision as decision_lib
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.scoring import operating_point as op_lib
 from ecgjax.tracking import Tracker
@@ -53,6 +54,7 @@ class Loaded:
     run_dir: Path
     which: str
     epoch: int
+    decision: dict[str, Any] | None = None  # class offsets (attach_decision), part of predict
 
     @property
     def class_names(self) -> list[str]:
@@ -196,8 +198,42 @@ def predict(loaded: Loaded, split: data_lib.BeatData) -> np.ndarray:
         )
     if loaded.config.model.rr_context and split.context is None:
         raise data_lib.DataError(f"{split.source}: the model needs RR context; the data has none")
-    probs = loaded.ensemble.predict(loaded.state, split)
-    return smooth_by_cluster(loaded.config, split, probs)
+    probs = smooth_by_cluster(loaded.config, split, loaded.ensemble.predict(loaded.state, split))
+    if loaded.decision is not None:
+        probs = decision_lib.apply(probs, loaded.decision["offset_list"])
+    return probs
+
+
+def attach_decision(loaded: Loaded, path: str | Path) -> None:
+    """Decide with the class offsets of ``decision.json`` (``scripts/decision_study.py``).
+
+    They were fitted on the out-of-fold pool of a CV of the training patients, under one
+    cluster smoothing; applied to another training file or smoothing they mean nothing.
+
+    Raises:
+        DecisionError: unreadable file, or classes, training file or smoothing that differ.
+    """
+    d = decision_lib.load(path)
+    data = loaded.config.data
+    mine = {
+        "class_names": loaded.class_names,
+        "train_file": Path(str(data.train_file)).name,
+        "cluster_smoothing": float(data.cluster_smoothing),
+        "cluster_k": int(data.cluster_k) if float(data.cluster_smoothing) > 0 else None,
+    }
+    theirs = {
+        "class_names": list(d["class_names"]),
+        "train_file": d["train_file"],
+        "cluster_smoothing": float(d["cluster_smoothing"]),
+        "cluster_k": int(d["cluster_k"]) if float(d["cluster_smoothing"]) > 0 else None,
+    }
+    for key, value in mine.items():
+        if theirs[key] != value:
+            raise decision_lib.DecisionError(
+                f"{d['path']}: fitted with {key}={theirs[key]!r}, the checkpoint "
+                f"{loaded.run_dir} evaluates with {value!r}; refit it (scripts/decision_study.py)"
+            )
+    loaded.decision = d
 
 
 def default_name(loaded: Loaded, data_path: str | Path | None) -> str:
@@ -262,6 +298,15 @@ def evaluate(
         "patients": patients["patients"],
         "protocol": protocol,
         "cluster_smoothing": float(loaded.config.data.cluster_smoothing),
+        "decision": None
+        if loaded.decision is None
+        else {
+            "file": loaded.decision["path"],
+            "offsets": loaded.decision["offsets"],
+            "adopted": bool(loaded.decision.get("adopted", True)),
+            "fitted_on": loaded.decision["protocol"],
+            "goals": loaded.decision["goals"],
+        },
         "patient_overlap": patients,
         "metrics": metrics_lib.ensemble_report(probs, split.y, loaded.num_classes),
         "aami": {"ensemble": section, "seeds": seeds},
