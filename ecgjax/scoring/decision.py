@@ -92,11 +92,17 @@ def apply(probs: np.ndarray, offsets: Sequence[float]) -> np.ndarray:
     return w / np.maximum(w.sum(-1, keepdims=True), 1e-300)
 
 
+def decide(probs: np.ndarray, offsets: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The offset decision ``argmax_c(log p_c + b_c)`` per beat."""
+    return (np.log(np.maximum(np.asarray(probs, np.float64), 1e-300)) + offsets).argmax(-1)
+
+
 def goal_values(cm: np.ndarray, goals: Sequence[Goal], class_names: Sequence[str]) -> np.ndarray:
-    """Each goal's statistic from a confusion matrix (0 where undefined: nothing called)."""
+    """Each goal's statistic from confusion matrices ``(..., C, C)`` -> ``(..., goals)``
+    (0 where undefined: nothing called)."""
     r = aami.rates(np.asarray(cm, dtype=np.float64))
-    out = [r[STATS[g.stat]][list(class_names).index(g.cls)] for g in goals]
-    return np.nan_to_num(np.asarray(out, dtype=np.float64), nan=0.0)
+    out = [r[STATS[g.stat]][..., list(class_names).index(g.cls)] for g in goals]
+    return np.nan_to_num(np.stack(out, -1), nan=0.0)
 
 
 def objective(values: np.ndarray, goals: Sequence[Goal]) -> float:
@@ -134,7 +140,6 @@ def fit(probs: np.ndarray, y: np.ndarray, class_names: Sequence[str], goals: Seq
     grid = np.array(_grid(class_names, goals), dtype=np.float32)
     grid = np.concatenate([np.zeros((len(grid), 1), np.float32), grid], axis=1)
     target = np.array([g.value for g in goals])
-    rates_cols = [(STATS[g.stat], list(class_names).index(g.cls)) for g in goals]
     best: tuple[float, float, float] | None = None
     best_b = np.zeros(n)
     chunk = max(1, 4_000_000 // max(1, len(y) * n))  # bound the (chunk, beats, classes) block
@@ -143,8 +148,7 @@ def fit(probs: np.ndarray, y: np.ndarray, class_names: Sequence[str], goals: Seq
         pred = (logp[None] + b[:, None, :]).argmax(-1)  # (chunk, beats)
         flat = (np.arange(len(b))[:, None] * n + y[None]) * n + pred
         cms = np.bincount(flat.ravel(), minlength=len(b) * n * n).reshape(len(b), n, n)
-        r = aami.rates(cms)
-        values = np.stack([np.nan_to_num(r[s][:, c], nan=0.0) for s, c in rates_cols], 1)
+        values = goal_values(cms, goals, class_names)
         scores = np.minimum(values / target, 1.0).mean(1)
         accuracy = np.trace(cms, axis1=1, axis2=2) / len(y)
         for j in range(len(b)):
@@ -152,7 +156,7 @@ def fit(probs: np.ndarray, y: np.ndarray, class_names: Sequence[str], goals: Seq
             if best is None or key > best:
                 best, best_b = key, b[j].astype(np.float64)
     base_cm = aami.confusion(y, probs.argmax(1), n)
-    cm = aami.confusion(y, (logp + best_b).argmax(1), n)
+    cm = aami.confusion(y, decide(probs, best_b), n)
     values = goal_values(cm, goals, class_names)
     base = goal_values(base_cm, goals, class_names)
     return Fit(
@@ -185,7 +189,7 @@ def cross_fitted(
         if not held.any() or held.all():
             raise ValueError(f"fold {sorted(fold)}: needs beats both inside and outside it")
         f = fit(probs[~held], y[~held], class_names, goals)
-        pred[held] = (np.log(np.maximum(probs[held], 1e-300)) + f.offsets).argmax(1)
+        pred[held] = decide(probs[held], f.offsets)
         per_fold.append(f.offsets)
     if (pred < 0).any():
         missing = sorted(set(record[pred < 0]))

@@ -74,7 +74,7 @@ def study(
     for metric in PAIRED:
         b = paired_bootstrap(y, pred, base, names, metric, resamples, groups=record)
         diffs[metric] = [b.diff, b.ci_low, b.ci_high]
-    in_sample = (np.log(np.maximum(probs, 1e-300)) + fitted.offsets).argmax(1)
+    in_sample = decision.decide(probs, fitted.offsets)
     crossed = decision.objective(
         decision.goal_values(aami.confusion(y, pred, len(names)), goals, names), goals
     )
