@@ -9,6 +9,7 @@ tuning search spaces (``get_search_space(tune)``) use.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -145,13 +146,20 @@ def load_config_file(path: str | Path) -> ml_collections.ConfigDict:
 
 
 def load_search_space(path: str | Path, tune_module: Any) -> dict[str, Any]:
-    """Return ``get_search_space(tune)`` of a config file (``:arg`` suffix ignored)."""
-    text = str(path)
+    """Return ``get_search_space(tune)`` of a config file.
+
+    A file whose ``get_search_space`` takes a second argument gets the ``:arg`` suffix (None
+    without one), as ``get_config`` does: a ``:smoke`` sweep can then keep its structures small
+    (seconds on a CPU) while the real sweep searches the full space.
+    """
+    text, arg = str(path), None
     if ":" in Path(text).name:
-        text = text.rsplit(":", 1)[0]
+        text, arg = text.rsplit(":", 1)
     module = _load_module(Path(text))
     if not hasattr(module, "get_search_space"):
         raise ValueError(f"{text}: config file has no get_search_space(tune)")
+    if len(inspect.signature(module.get_search_space).parameters) > 1:
+        return module.get_search_space(tune_module, arg)
     return module.get_search_space(tune_module)
 
 

@@ -18,6 +18,11 @@ os.environ.setdefault("ECGJAX_OFFLINE", "1")
 # Ray reads this when it is first imported, which may be before ecgjax.tuning.sweep sets it:
 # under `uv run pytest`, Ray would otherwise build a fresh virtualenv for every worker.
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+# The suite's programs are tiny (a few steps on a few hundred beats), so XLA's optimisation
+# passes cost more than they save: about a fifth of a test's time (measured on 2 cores, cold
+# cache). It is the same program either way; tests compare programs built at the same level.
+# Scripts and Ray workers the tests start inherit it. Benchmarks and users keep the default.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 # The persistent compilation cache the scripts use (ecgjax.runtime), for the in-process tests
 # too: many tests build the same small models, and on a 2-core CPU compiling is much of the
 # suite's time. Results are the same executables either way.

@@ -71,7 +71,7 @@ def test_sweep_configs_load_in_every_variant(name: str) -> None:
     path = paths.PROJECT_ROOT / "configs" / f"{name}.py"
     for arg in (None, "smoke", "full"):
         config = config_lib.load_config_file(f"{path}:{arg}" if arg else path)
-        space = config_lib.load_search_space(path, tune)
+        space = config_lib.load_search_space(f"{path}:{arg}" if arg else path, tune)
         nested = tune_lib.nest_space(space, config)
         tune_lib.make_scheduler(config.tune, nested)
         baseline = tune_lib.baseline_point(space, config)
@@ -83,6 +83,14 @@ def test_sweep_configs_load_in_every_variant(name: str) -> None:
     assert f"scripts/tune.py --config configs/{name}.py:smoke" in doc and "min" in doc
     smoke = config_lib.load_config_file(f"{path}:smoke")
     assert smoke.data.max_train and smoke.train.steps_per_epoch <= 10 and smoke.tune.max_epochs <= 3
+
+
+def test_a_smoke_sweep_searches_small_structures_only() -> None:
+    path = paths.PROJECT_ROOT / "configs" / "asha_cnn.py"
+    full, smoke = (config_lib.load_search_space(p, tune) for p in (path, f"{path}:smoke"))
+    assert max(full["model.hidden"].categories) == 64 and "model.num_blocks" in full
+    assert max(smoke["model.hidden"].categories) == 16 and "model.num_blocks" not in smoke
+    assert set(smoke) < set(full)
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)
