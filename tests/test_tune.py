@@ -6,6 +6,7 @@ One local Ray (2 CPUs) serves the whole module. Killing the driver: tests/test_f
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,30 @@ def test_sweep_configs_load_in_every_variant(name: str) -> None:
     assert f"scripts/tune.py --config configs/{name}.py:smoke" in doc and "min" in doc
     smoke = config_lib.load_config_file(f"{path}:smoke")
     assert smoke.data.max_train and smoke.train.steps_per_epoch <= 10 and smoke.tune.max_epochs <= 3
+
+
+@pytest.mark.parametrize("script", ["tune.py"])
+def test_ray_reads_the_projects_defaults_whatever_imports_it_first(script: str) -> None:
+    """Under `uv run` Ray would build a fresh virtualenv for each sweep's workers (and listen
+    beyond loopback) unless its import sees ecgjax's defaults; the conftest's own setting must
+    not hide a script that imports Ray before setting them."""
+    probe = (
+        "import runpy, sys\n"
+        f"runpy.run_path('scripts/{script}', run_name='probe')\n"
+        "from ray._private import ray_constants as c\n"
+        "print(c.RAY_ENABLE_UV_RUN_RUNTIME_ENV, c.ENABLE_RAY_CLUSTER)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "TUNE_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=paths.PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "False"], out.stdout
 
 
 def test_a_smoke_sweep_searches_small_structures_only() -> None:

@@ -31,16 +31,15 @@ from typing import Any
 
 import psutil
 import pyarrow.fs as pafs
+import ray
+from ray.tune import Callback
 
-# Must be set before Ray is first imported (Ray reads it into a constant at import time).
+from ecgjax import paths
+from ecgjax.training.checkpoint import write_json_atomic
+
+# Set to 0 before Ray is first imported (Ray reads it into a constant at import time), by the
+# package's RAY_DEFAULTS (ecgjax/tuning/__init__.py).
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-os.environ.setdefault(LOOPBACK_ENV, "0")
-
-import ray  # noqa: E402
-from ray.tune import Callback  # noqa: E402
-
-from ecgjax import paths  # noqa: E402
-from ecgjax.training.checkpoint import write_json_atomic  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 MARK_ENV = "ECGJAX_SWEEP_DRIVER"  # "<sweep id>@<driver pid>", inherited by the local Ray

@@ -17,20 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Under `uv run`, Ray would otherwise package the project folder (data included) and build
-# a fresh virtualenv for every worker; local workers can use this interpreter as it is. Set
-# RAY_ENABLE_UV_RUN_RUNTIME_ENV=1 to ship the project to a remote cluster that way.
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-# Snapshot the experiment state often (it is small): a killed driver then loses at most a
-# couple of seconds, so finished trials are recorded as finished and never re-run on resume.
-os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-# Tune's classic progress table shows the columns we choose (the tuned metric, its worst seed
-# and spread); the newer output dumps every one of ~100 metrics per finished trial.
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-# A local Ray on loopback only (see ecgjax.tuning.cluster); read by Ray when first imported.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-
 import ml_collections
 import ray
 from ray import tune
