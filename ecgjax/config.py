@@ -46,6 +46,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Two more RR columns: how irregular the rhythm is around the beat and over the record
     # (ecgjax.data.rr.rr_irregularity), so an early beat in atrial fibrillation is not read as S.
     c.data.rr_irregularity = False
+    # Three QRS-versus-the-patient's-template scalars appended to the RR features
+    # (ecgjax.data.inputs.template_features): correlation, relative deviation, range ratio.
+    c.data.template_features = False
     # Patient-adaptive post-processing (ecgjax.scoring.clusters): each record's beats are
     # clustered by QRS shape (k clusters) and every beat's V/F probabilities move this far
     # (0 = off, 1 = all the way) towards its cluster's mean. Applied wherever the checkpoint is

@@ -35,6 +35,31 @@ def _sorted_rows(record: np.ndarray, sample: np.ndarray, name: str) -> np.ndarra
     return rows[np.argsort(sample[rows])]
 
 
+def test_template_features_measure_the_qrs_against_the_patients_own_beat() -> None:
+    rng = np.random.default_rng(3)
+    normal = np.sin(np.linspace(0, 3, data_lib.FEATURE_LEN)).astype(np.float32)
+    x = np.stack([normal + rng.normal(0, 1e-3, normal.shape) for _ in range(9)])
+    x[4] = 2 * normal  # a beat twice as tall: same shape, double the range
+    x[7, : inputs.QRS_WINDOW] = -normal[: inputs.QRS_WINDOW]  # an inverted QRS
+    record, sample = np.array(["a"] * 9), np.arange(9) * 100
+    groups = inputs.record_groups(record, sample)
+    f = inputs.template_features(x, groups, "record", 3)
+    assert f.shape == (9, len(inputs.TEMPLATE_FEATURES)) and f.dtype == np.float32
+    corr, deviation, span = f.T
+    assert corr[0] > 0.99 and deviation[0] < 0.01 and abs(span[0]) < 0.01
+    assert corr[4] > 0.99 and deviation[4] == pytest.approx(1.0, abs=0.01)
+    assert span[4] == pytest.approx(np.log(2), abs=0.01)
+    assert corr[7] < -0.99 and deviation[7] == pytest.approx(2.0, abs=0.01)
+    causal = inputs.template_features(x, groups, "causal", 3)
+    np.testing.assert_allclose(causal[0], [1.0, 0.0, 0.0], atol=1e-3)  # its own template
+    # Causal: beat 4 is judged against beats 1-3 only, so a later beat cannot change it.
+    later = x.copy()
+    later[8] = 5 * normal
+    np.testing.assert_array_equal(
+        inputs.template_features(later, groups, "causal", 3)[:8], causal[:8]
+    )
+
+
 def test_parse_channels_rejects_unknown_and_repeats() -> None:
     assert inputs.parse_channels("beat, prev") == ("beat", "prev")
     with pytest.raises(ValueError, match="unknown channel"):
@@ -137,7 +162,8 @@ def test_every_model_takes_several_channels(name: str) -> None:
 
 
 def test_a_channel_model_trains_and_reloads_for_evaluation(project) -> None:
-    """Train with template + neighbour channels, causal RR and the irregularity columns, then
+    """Train with template + neighbour channels, causal RR, the irregularity and the template
+    feature columns, then
     evaluate the checkpoint on another file: the restored ensemble rebuilds the same channels and
     RR context and gives the same numbers."""
     from ecgjax import paths
@@ -152,11 +178,11 @@ def test_a_channel_model_trains_and_reloads_for_evaluation(project) -> None:
         "causal",
         True,
     )
-    c.data.rr_irregularity = True
+    c.data.rr_irregularity = c.data.template_features = True
     c.model.name, c.model.hidden, c.model.num_blocks, c.model.rr_context = "resnet1d", 4, 1, True
     c.train.batch_size, c.train.steps_per_epoch, c.train.num_seeds, c.train.epochs = 16, 4, 2, 1
     splits = data_lib.load_splits(c)
-    assert splits.train.inputs.shape[-1] == 3 and splits.train.context.shape[-1] == 11
+    assert splits.train.inputs.shape[-1] == 3 and splits.train.context.shape[-1] == 14
     run_dir = paths.checkpoints_dir() / "channels"
     result = run_training(c, splits, run_dir)
     loaded = evaluate.load_ensemble(run_dir)

@@ -35,7 +35,8 @@ def joint_context(train: BeatData, test: BeatData) -> tuple[BeatData, BeatData]:
 def attach_inputs(train: BeatData, test: BeatData, data_cfg: Any) -> tuple[BeatData, BeatData]:
     """Give ``train`` and ``test`` the model channels of ``data.channels`` (:mod:`ecgjax.data.inputs`)
     and, with ``data.rr_causal``, RR context from past beats only, with ``data.rr_irregularity``
-    two rhythm-irregularity columns after the nine RR features; built over both together so a
+    two rhythm-irregularity columns after the nine RR features, with ``data.template_features``
+    three QRS-versus-template columns after those; built over both together so a
     beat-level split's records are whole again (as in :func:`joint_context`).
 
     Raises:
@@ -66,10 +67,27 @@ def attach_inputs(train: BeatData, test: BeatData, data_cfg: Any) -> tuple[BeatD
         if test.context is None or record is None or sample is None:
             raise DataError(f"{source}: data.rr_irregularity needs record and sample columns")
         extra = rr_irregularity(record, sample, causal=bool(data_cfg.rr_causal))
-        context = np.concatenate([train.context, test.context]).astype(np.float32)
-        context = np.concatenate([context, extra], axis=1)
-        train, test = replace(train, context=context[:n]), replace(test, context=context[n:])
+        train, test = _more_context(train, test, extra)
+    if data_cfg.get("template_features", False) and train.context is not None:
+        if test.context is None or record is None or sample is None:
+            raise DataError(f"{source}: data.template_features needs record and sample columns")
+        extra = inputs_lib.template_features(
+            np.concatenate([train.x, test.x]),
+            inputs_lib.record_groups(record, sample),
+            str(data_cfg.template),
+            int(data_cfg.template_beats),
+        )
+        train, test = _more_context(train, test, extra)
     return train, test
+
+
+def _more_context(train: BeatData, test: BeatData, extra: np.ndarray) -> tuple[BeatData, BeatData]:
+    """Append ``extra`` (rows: train's beats, then test's) to both files' context columns."""
+    assert train.context is not None and test.context is not None
+    context = np.concatenate([train.context, test.context]).astype(np.float32)
+    context = np.concatenate([context, extra], axis=1)
+    n = len(train)
+    return replace(train, context=context[:n]), replace(test, context=context[n:])
 
 
 def with_inputs(data: BeatData, data_cfg: Any) -> BeatData:

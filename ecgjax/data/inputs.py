@@ -61,6 +61,7 @@ def is_plain(data_cfg: Any) -> bool:
         parse_channels(data_cfg.channels) == ("beat",)
         and not data_cfg.rr_causal
         and not data_cfg.get("rr_irregularity", False)
+        and not data_cfg.get("template_features", False)
     )
 
 
@@ -81,6 +82,37 @@ def templates(x: np.ndarray, groups: list[np.ndarray], mode: str, past_beats: in
             window = beats[max(0, i - past_beats) : i] if i else beats[:1]
             out[g[i]] = np.median(window, axis=0)
     return out
+
+
+TEMPLATE_FEATURES = ("qrs_corr", "qrs_deviation", "qrs_log_range")
+QRS_WINDOW = 48  # samples after the R peak (384 ms at 125 Hz), as in ecgjax.scoring.clusters
+
+
+def template_features(
+    x: np.ndarray, groups: list[np.ndarray], mode: str, past_beats: int
+) -> np.ndarray:
+    """How unlike the patient's own dominant beat each beat's QRS region is: float32 ``(N, 3)``.
+
+    Columns (``TEMPLATE_FEATURES``): the correlation of the beat's QRS region with the
+    template's, their RMS difference over the template's RMS, and the log ratio of their
+    peak-to-peak ranges. They are what de Chazal-style methods compute by hand: scalars
+    normalised to the patient, so a ventricular beat reads as "unlike this patient's normal"
+    whatever this patient's normal looks like. ``mode`` and ``past_beats`` as in
+    :func:`templates` (``"causal"`` uses past beats only).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    w = min(QRS_WINDOW, x.shape[1])
+    beat = x[:, :w].astype(np.float64)
+    ref = templates(x, groups, mode, past_beats)[:, :w].astype(np.float64)
+    if not groups:  # no records: every beat is its own template
+        ref = beat.copy()
+    eps = 1e-6
+    b0, r0 = beat - beat.mean(1, keepdims=True), ref - ref.mean(1, keepdims=True)
+    corr = (b0 * r0).sum(1) / np.sqrt((b0**2).sum(1) * (r0**2).sum(1) + eps)
+    rms_ref = np.sqrt((ref**2).mean(1)) + eps
+    deviation = np.sqrt(((beat - ref) ** 2).mean(1)) / rms_ref
+    span = np.log((np.ptp(beat, 1) + eps) / (np.ptp(ref, 1) + eps))
+    return np.stack([corr, np.minimum(deviation, 10.0), np.clip(span, -3, 3)], 1).astype(np.float32)
 
 
 def neighbours(x: np.ndarray, groups: list[np.ndarray], offset: int) -> np.ndarray:

@@ -99,7 +99,14 @@ def _inputs_for(
     data_path: str | Path | None,
 ) -> data_lib.BeatData:
     """The test beats in ``ld``'s own input channels (runs may use different ``data.channels``)."""
-    keys = ("channels", "template", "template_beats", "rr_causal", "rr_irregularity")
+    keys = (
+        "channels",
+        "template",
+        "template_beats",
+        "rr_causal",
+        "rr_irregularity",
+        "template_features",
+    )
     if all(ld.config.data.get(k) == first.config.data.get(k) for k in keys):
         return test
     own, _ = eval_lib.load_data(ld, data_path if data_path is not None else test.source)
