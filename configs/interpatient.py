@@ -70,6 +70,10 @@ and left out, DS2 not looked at (``report/journal.md``): the previous and next b
 (``data.template_features``: V Se -.043, S Se -.095). The same recipe with another seed moves
 V Se by .011 but S Se by .178, so V comparisons hold at one seed per fold and S ones need 3+.
 On that second seed the cluster smoothing above still gains (N Se +.010, V +P +.084).
+Two training changes, same protocol, also left out: class-balanced sampling with plain
+cross-entropy (V Se -.003, N Se +.058, S Se .819 -> .391) and a time-stretch augmentation about
+the R peak (``augment.stretch=0.15``: V Se +.008 [-.013, +.040], N Se +.046, S Se -.186),
+neither reaching the +.02 on V Se that was set as the bar.
 
 Variants: ``reverse`` swaps the roles (DS2 -> DS1, the second look); ``irregular`` (above);
 ``causal`` uses only

@@ -86,6 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.augment.shift = 0.05  # baseline shift
     c.augment.noise = 0.01  # Gaussian noise std
     c.augment.time_shift = 3  # samples, circular within the beat
+    c.augment.stretch = 0.0  # time stretch about the R peak by a factor in [1-s, 1+s]; 0: off
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "adam"  # adam | adamw | sgd

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ecgjax.config import base_config
-from ecgjax.data.augment import augment_batch, roll_each, support_mask
+from ecgjax.data.augment import augment_batch, roll_each, stretch_each, support_mask
 from ecgjax.data.synthetic import make_beats
 
 
@@ -71,3 +71,26 @@ def test_support_mask_ignores_interior_zeros():
     np.testing.assert_array_equal(support_mask(x)[0, :, 0], [1, 1, 1, 0, 0])
     rolled = roll_each(jnp.arange(5.0)[None, :, None], jnp.array([2]))
     np.testing.assert_array_equal(rolled[0, :, 0], [3, 4, 0, 1, 2])
+
+
+def test_stretch_widens_each_beat_from_the_r_peak_and_keeps_the_padding_zero():
+    x = beats(8)
+    factors = jnp.array([1.0, 1.2, 0.8, 1.1, 0.9, 1.0, 1.15, 0.85])
+    out = stretch_each(x, factors)
+    np.testing.assert_allclose(out[0], x[0], atol=1e-6)  # factor 1: the beat itself
+    # out(t) = x(t / f): at t = 12 with f = 1.2, the beat's sample 10.
+    np.testing.assert_allclose(out[1, 12], x[1, 10], atol=1e-6)
+    np.testing.assert_allclose(out[2, 8], x[2, 10], atol=1e-6)
+    cfg = aug_cfg(scale=0.0, shift=0.0, noise=0.0, time_shift=0, stretch=0.2)
+    aug = jax.jit(lambda k, x: augment_batch(k, x, cfg))(jax.random.key(4), x)
+    assert aug.shape == x.shape and bool(jnp.isfinite(aug).all()) and not np.allclose(aug, x)
+    ends = np.asarray(support_mask(x)).sum(1)[:, 0]
+    stretched_ends = np.asarray(support_mask(aug)).sum(1)[:, 0]
+    assert (np.abs(stretched_ends - ends) <= 0.2 * ends + 2).all()  # support moves with the beat
+    # stretch off: exactly the numbers of a config without it (same random draws).
+    plain = aug_cfg(scale=0.1, shift=0.05, noise=0.01, time_shift=3)
+    off = aug_cfg(scale=0.1, shift=0.05, noise=0.01, time_shift=3, stretch=0.0)
+    del plain["stretch"]
+    np.testing.assert_array_equal(
+        augment_batch(jax.random.key(5), x, plain), augment_batch(jax.random.key(5), x, off)
+    )

@@ -1,9 +1,15 @@
-"""On-device beat augmentation: amplitude scale, baseline shift, noise, circular time shift.
+"""On-device beat augmentation: amplitude scale, baseline shift, noise, circular time shift,
+and (``augment.stretch`` > 0) a time stretch about the R peak.
 
 Runs inside the jitted train step (pure, jit- and vmap-able), so it costs no host work.
 Each beat draws its own scale in ``[1-s, 1+s]``, baseline shift in ``[-shift, shift]``,
 Gaussian noise of std ``noise`` per sample, and an integer time shift in
-``[-time_shift, time_shift]``.
+``[-time_shift, time_shift]``. The stretch draws a factor in ``[1-stretch, 1+stretch]`` and
+resamples the beat (linear interpolation) at ``t / factor``, starting from the R peak where the
+prepared beats start: a wider or narrower QRS and T wave, the way patients' conduction differs
+(a new patient's ventricular beats are rarely as wide as the training patients'). Every channel
+is stretched together, so a beat minus its template stays consistent with a patient whose
+template is stretched too.
 
 The zero-padded tail: a beat's *support* is everything up to its last nonzero sample
 (a beat normalised to [0, 1] can touch 0 inside, so ``x != 0`` alone would punch holes).
@@ -39,6 +45,19 @@ def roll_each(
     return jnp.take_along_axis(x, idx[:, :, None], axis=1)
 
 
+def stretch_each(
+    x: Float[Array, "batch time c"], factors: Float[Array, " batch"]
+) -> Float[Array, "batch time c"]:
+    """Each beat resampled at ``t / factor`` (linear interpolation; past the end: the last sample)."""
+    t = x.shape[1]
+    pos = jnp.clip(jnp.arange(t, dtype=x.dtype)[None, :] / factors[:, None], 0, t - 1)
+    lo = jnp.floor(pos).astype(jnp.int32)
+    hi = jnp.minimum(lo + 1, t - 1)
+    w = (pos - lo)[:, :, None]
+    below, above = (jnp.take_along_axis(x, i[:, :, None], axis=1) for i in (lo, hi))
+    return below * (1 - w) + above * w
+
+
 STRENGTHS = ("scale", "shift", "noise", "time_shift")
 
 
@@ -61,6 +80,11 @@ def augment_batch(
     b = x.shape[0]
     k_scale, k_shift, k_noise, k_time = jax.random.split(key, 4)
     mask = support_mask(x)
+    if aug_cfg.get("stretch", 0.0) > 0:  # its own key: runs without it draw as before
+        s = float(aug_cfg.stretch)
+        factors = jax.random.uniform(jax.random.fold_in(key, 5), (b,), x.dtype, 1 - s, 1 + s)
+        x = stretch_each(x, factors)
+        mask = (stretch_each(mask, factors) >= 0.5).astype(x.dtype)
     if "time_shift" in traced or aug_cfg.time_shift > 0:
         shifts = jax.random.randint(k_time, (b,), -time_s, time_s + 1)
         x, mask = roll_each(x, shifts), roll_each(mask, shifts)

@@ -114,6 +114,7 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "augment.shift": _at_least(0, integer=False),
         "augment.noise": _at_least(0, integer=False),
         "augment.time_shift": _at_least(0),
+        "augment.stretch": _unit(closed_right=False),
         "optim.name": _one_of(OPTIMIZERS),
         "optim.learning_rate": _above(0),
         "optim.weight_decay": _at_least(0, integer=False),
