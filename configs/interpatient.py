@@ -64,7 +64,8 @@ tried on top and left out: fitted on DS1's out-of-fold pool (S -.75, V -.25, F -
 N Se +.048, accuracy +.043 inside DS1), on DS2 they gave N .942, S .744/.369, V .824/.816 and
 accuracy .923, meeting fewer targets than argmax; the DS2 CV did not adopt them at all.
 
-Two more inputs were tried on DS1's 4-fold CV (one seed, smoothed, argmax, against this recipe)
+Two more inputs were tried on DS1's 4-fold CV (one seed, smoothed, argmax, against this recipe;
+``uv run scripts/cv_compare.py checkpoints/<recipe CV> checkpoints/<changed CV>``)
 and left out, DS2 not looked at (``report/journal.md``): the previous and next beats as channels
 (V Se -.011, S Se -.377) and three QRS-versus-template scalars in the rhythm branch
 (``data.template_features``: V Se -.043, S Se -.095). The same recipe with another seed moves

@@ -9,27 +9,16 @@ result, ``decision.json`` in the CV folder, is what ``scripts/evaluate.py --deci
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ecgjax import config as config_lib
 from ecgjax.data import DataError
 from ecgjax.evaluation.compare import paired_bootstrap
-from ecgjax.scoring import aami, clusters, decision
-from ecgjax.studies.cluster_study import load_oof
+from ecgjax.scoring import aami, decision
+from ecgjax.studies.cv_compare import gross, smoothed_pool
 from ecgjax.training import checkpoint as ckpt
 
 PAIRED = ("recall_N", "recall_S", "precision_S", "recall_V", "precision_V", "accuracy")
-
-
-def _gross(y: np.ndarray, pred: np.ndarray, names: list[str]) -> dict[str, Any]:
-    g = aami.gross(aami.confusion(y, pred, len(names)), names)["classes"]
-    out: dict[str, Any] = {n: {"se": g[n]["se"], "ppv": g[n]["ppv"]} for n in names}
-    out["accuracy"] = float(np.mean(pred == y))
-    return out
 
 
 def study(
@@ -47,25 +36,13 @@ def study(
     Raises:
         DataError: no ``oof.npz``/``cv.json`` in ``cv_dir``, or a goal that does not parse.
     """
-    cv_path = cv_dir / "cv.json"
-    if not cv_path.is_file():
-        raise DataError(
-            f"{cv_path}: not a cross-validation run (train with --config.data.cv_folds)"
-        )
-    cv = json.loads(cv_path.read_text())
-    config = config_lib.from_json((cv_dir / "fold0" / "config.json").read_text())
-    names = list(config.data.class_names)
+    pool = smoothed_pool(cv_dir, smoothing, k)
+    cv, names, y, record, probs = pool.cv, pool.class_names, pool.y, pool.record, pool.probs
+    strength, k = pool.smoothing, pool.k
     try:
         goals = decision.parse_goals(goals_text, names)
     except ValueError as err:
         raise DataError(f"--goals: {err}") from None
-    oof = load_oof(cv_dir)
-    y, record = oof["y"], oof["record"].astype(str)
-    strength = float(config.data.cluster_smoothing if smoothing is None else smoothing)
-    k = int(config.data.cluster_k if k is None else k)
-    probs = clusters.smooth_ensemble(
-        oof["probs"][None].astype(np.float64), oof["x"], record, names, strength, k
-    )[0]
     fitted = decision.fit(probs, y, names, goals)
     folds = [f["val_records"] for f in cv["folds"]]
     pred, per_fold = decision.cross_fitted(probs, y, record, folds, names, goals)
@@ -95,9 +72,9 @@ def study(
         "cluster_smoothing": strength,
         "cluster_k": k,
         "protocol": "out-of-fold pool of the training patients (no test file read)",
-        "argmax": _gross(y, base, names) | {"objective": fitted.argmax_objective},
-        "fitted": _gross(y, in_sample, names) | {"objective": fitted.objective},
-        "cross_fitted": _gross(y, pred, names)
+        "argmax": gross(y, base, names) | {"objective": fitted.argmax_objective},
+        "fitted": gross(y, in_sample, names) | {"objective": fitted.objective},
+        "cross_fitted": gross(y, pred, names)
         | {
             "objective": crossed,
             "offsets_per_fold": [dict(zip(names, o, strict=True)) for o in per_fold],
