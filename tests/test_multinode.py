@@ -63,6 +63,36 @@ def _interrupt_after_first_checkpoint(experiment: Path, stop: threading.Event) -
         time.sleep(0.1)
 
 
+def test_upload_skips_a_step_folder_orbax_removes_while_it_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Orbax deletes a superseded step in the background; the upload must not fail on it
+    (a trial failed this way in a CI run) nor leave half of it in storage."""
+    run = tmp_path / "run"
+    for rel in ("best/1/a", "best/1/commit_success.txt", "best/2/a", "latest/2/a", "meta.json"):
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_text(rel)
+    real = cluster.pafs.copy_files
+
+    def racing(src: str, dest: str, **kwargs) -> None:
+        if src.endswith("best/1/commit_success.txt"):  # best/1/a is copied already
+            shutil.rmtree(run / "best" / "1")
+        real(src, dest, **kwargs)
+
+    monkeypatch.setattr(cluster.pafs, "copy_files", racing)
+    dest = tmp_path / "storage" / "run"
+    cluster.upload_run_dir(run, dest.as_uri())
+    copied = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+    assert copied == ["best/2/a", "latest/2/a", "meta.json"]
+
+    def unreadable(src: str, dest: str, **kwargs) -> None:
+        real(str(tmp_path / "nowhere"), dest, **kwargs)
+
+    monkeypatch.setattr(cluster.pafs, "copy_files", unreadable)
+    with pytest.raises(FileNotFoundError):  # not a vanished step (the file is there): raised
+        cluster.upload_run_dir(run, dest.as_uri())
+
+
 def _restore(run_dir: Path, which: str) -> dict:
     config_json, meta = ckpt.read_run_files(run_dir)
     ens = Ensemble(

@@ -157,13 +157,22 @@ def run_copy(results_root: str, sweep_id: str, trial_id: str) -> str:
 
 
 def upload_run_dir(run_dir: Path, location: str) -> None:
-    """Replace the folder at ``location`` with the local ``run_dir`` (Orbax temp folders left out)."""
+    """Replace the folder at ``location`` with the local ``run_dir`` (Orbax temp folders left out).
+
+    Orbax removes a superseded step folder (``best/1`` once ``best/2`` is saved) in the
+    background, possibly while this copies it. A file that vanishes mid-copy is skipped, and
+    whatever part of its folder had been copied is removed from ``location`` again, so the
+    copy never holds half a step (a restore would read it as damaged).
+    """
     fs, path = storage(location)
     fs.create_dir(path, recursive=True)
     fs.delete_dir_contents(path, missing_dir_ok=True)
+    vanished: set[Path] = set()
     for f in sorted(run_dir.rglob("*")):
         rel = f.relative_to(run_dir)
-        if f.is_file() and not any("orbax-checkpoint-tmp" in part for part in rel.parts):
+        if not f.is_file() or any("orbax-checkpoint-tmp" in part for part in rel.parts):
+            continue
+        try:
             fs.create_dir(f"{path}/{rel.parent.as_posix()}", recursive=True)
             pafs.copy_files(
                 str(f),
@@ -171,6 +180,14 @@ def upload_run_dir(run_dir: Path, location: str) -> None:
                 source_filesystem=pafs.LocalFileSystem(),
                 destination_filesystem=fs,
             )
+        except FileNotFoundError:
+            if f.exists():
+                raise
+            # The shallowest folder of the file that is gone: the removed step.
+            vanished.add(next(p for p in reversed(rel.parents) if not (run_dir / p).exists()))
+    for gone in sorted(vanished):
+        if not (run_dir / gone).exists():
+            fs.delete_dir(f"{path}/{gone.as_posix()}")
 
 
 def share_run_dir(run_dir: Path, location: str, driver_node: str, ready: list[Path]) -> None:
