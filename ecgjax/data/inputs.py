@@ -103,9 +103,8 @@ def template_features(
     x = np.asarray(x, dtype=np.float32)
     w = min(QRS_WINDOW, x.shape[1])
     beat = x[:, :w].astype(np.float64)
-    ref = templates(x, groups, mode, past_beats)[:, :w].astype(np.float64)
-    if not groups:  # no records: every beat is its own template
-        ref = beat.copy()
+    # No records: every beat is its own template.
+    ref = templates(x, groups, mode, past_beats)[:, :w].astype(np.float64) if groups else beat
     eps = 1e-6
     b0, r0 = beat - beat.mean(1, keepdims=True), ref - ref.mean(1, keepdims=True)
     corr = (b0 * r0).sum(1) / np.sqrt((b0**2).sum(1) * (r0**2).sum(1) + eps)

@@ -32,7 +32,6 @@ PAIRED = ("recall_N", "recall_S", "precision_S", "recall_V", "precision_V", "acc
 class Pool:
     """A CV run's out-of-fold pool after its cluster smoothing: what evaluation would see."""
 
-    cv_dir: Path
     cv: dict[str, Any]
     class_names: list[str]
     y: np.ndarray
@@ -67,7 +66,6 @@ def smoothed_pool(cv_dir: Path, smoothing: float | None = None, k: int | None = 
         oof["probs"][None].astype(np.float64), oof["x"], record, names, strength, k
     )[0]
     return Pool(
-        cv_dir,
         json.loads(cv_path.read_text()),
         names,
         oof["y"],

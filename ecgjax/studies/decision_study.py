@@ -15,10 +15,8 @@ from typing import Any
 from ecgjax.data import DataError
 from ecgjax.evaluation.compare import paired_bootstrap
 from ecgjax.scoring import aami, decision
-from ecgjax.studies.cv_compare import gross, smoothed_pool
+from ecgjax.studies.cv_compare import PAIRED, gross, smoothed_pool
 from ecgjax.training import checkpoint as ckpt
-
-PAIRED = ("recall_N", "recall_S", "precision_S", "recall_V", "precision_V", "accuracy")
 
 
 def study(
