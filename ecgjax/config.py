@@ -55,6 +55,12 @@ def base_config() -> ml_collections.ConfigDict:
     # evaluated, and to the out-of-fold pool of cross-validation (oof.npz keeps the raw ones).
     c.data.cluster_smoothing = 0.0
     c.data.cluster_k = 8
+    # Patient-adaptive batch norm (ecgjax.training.adapt, AdaBN): "record" predicts each record
+    # with batch-norm statistics of its own beats instead of the training patients' running
+    # ones, "normal" with those of its beats first called N (no labels; needs
+    # model.norm="batch" and a record column). Wherever the model predicts: validation during
+    # training, the CV's out-of-fold pool and evaluation.
+    c.data.adapt_norm = "none"  # none | record | normal
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn2d"

@@ -27,6 +27,7 @@ from ecgjax.evaluation import patients as patients_lib
 from ecgjax.runtime import configure_jax
 from ecgjax.scoring.aami_tables import gross_rows
 from ecgjax.scoring.aami_tables import title as aami_title
+from ecgjax.training.validate import validate
 
 _RUN_ID = flags.DEFINE_string("run_id", None, "MLflow run id instead of a checkpoint folder.")
 _DATA = flags.DEFINE_string("data", None, "Parquet test file; default: the config's test split.")
@@ -52,6 +53,14 @@ _SMOOTH = flags.DEFINE_float(
 )
 _CLUSTER_K = flags.DEFINE_integer(
     "cluster_k", None, "Clusters per record for --cluster_smoothing (default: data.cluster_k)."
+)
+
+_ADAPT = flags.DEFINE_enum(
+    "adapt_norm",
+    None,
+    ["none", "record", "normal"],
+    "Predict each record with batch-norm statistics of its own beats (record) or of those it "
+    "first calls N (normal); AdaBN, ecgjax/training/adapt.py. Default: data.adapt_norm.",
 )
 
 _DECISION = flags.DEFINE_string(
@@ -191,6 +200,9 @@ def main(argv: list[str]) -> None:
             if _CLUSTER_K.value < 1:
                 raise app.UsageError(f"--cluster_k={_CLUSTER_K.value}: use an integer >= 1")
             loaded.config.data.cluster_k = int(_CLUSTER_K.value)
+        if _ADAPT.value is not None:
+            loaded.config.data.adapt_norm = _ADAPT.value
+            validate(loaded.config)  # record adaptation needs a batch-norm model
         if _DECISION.value is not None:
             evaluate.attach_decision(loaded, _DECISION.value)
         test, val = evaluate.load_data(loaded, _DATA.value)
@@ -225,6 +237,9 @@ def main(argv: list[str]) -> None:
             f"cluster smoothing {report['cluster_smoothing']:g} (k={loaded.config.data.cluster_k}): "
             "V/F probabilities shared within each record's look-alike beats"
         )
+    if report["adapt_norm"] != "none":
+        beats = "its own beats" if report["adapt_norm"] == "record" else "its beats called N"
+        console.print(f"batch norm adapted to each record (statistics of {beats}; AdaBN)")
     if report["decision"] is not None:
         d = report["decision"]
         offsets = ", ".join(f"{n} {v:+.2f}" for n, v in d["offsets"].items())

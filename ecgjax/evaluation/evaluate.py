@@ -298,6 +298,7 @@ def evaluate(
         "patients": patients["patients"],
         "protocol": protocol,
         "cluster_smoothing": float(loaded.config.data.cluster_smoothing),
+        "adapt_norm": str(loaded.config.data.adapt_norm),
         "decision": None
         if loaded.decision is None
         else {

@@ -29,6 +29,7 @@ import numpy as np
 
 from ecgjax import data as data_lib
 from ecgjax.data import inputs as inputs_lib
+from ecgjax.training import adapt as adapt_lib
 from ecgjax.training import strategy as strategy_lib
 from ecgjax.training.programs import planned_bytes, programs_for
 from ecgjax.training.step import DeviceData, TrainState, epoch_indices
@@ -117,6 +118,7 @@ class Ensemble:
         self.model, self.tx, self.fns = programs.model, programs.tx, programs.fns
         self._step, self._scan = programs.step, programs.scan
         self._predict, self._init = programs.predict, programs.init
+        self._stats: adapt_lib.StatsFn | None = None  # built on first use (record adaptation)
         self._indices = _indices_program(
             int(self.data.y.shape[0]),
             self.steps,
@@ -214,7 +216,55 @@ class Ensemble:
         return lanes, [_mean_metrics(steps, chunks, total) for steps, chunks in parts]
 
     def predict(self, state: TrainState, split: data_lib.BeatData) -> np.ndarray:
-        """Per-seed class probabilities ``(S, N, C)`` on a split, in fixed-size chunks."""
+        """Per-seed class probabilities ``(S, N, C)`` on a split, in fixed-size chunks; with
+        ``data.adapt_norm`` ``record`` or ``normal`` each record under batch-norm statistics
+        of its own beats or of those it first calls N (:mod:`ecgjax.training.adapt`).
+
+        Raises:
+            DataError: record adaptation is on and the split has no record of each beat.
+        """
+        if str(self.config.data.adapt_norm) == "none" or len(split) == 0:
+            return self._predict_split(state, split)
+        if split.record is None:
+            raise data_lib.DataError(
+                f"{split.source}: data.adapt_norm={self.config.data.adapt_norm!r} needs the "
+                "record of each beat (a "
+                "'record' column); prepare the data with scripts/prepare_data.py or evaluate "
+                "with --adapt_norm=none"
+            )
+        normal_only = str(self.config.data.adapt_norm) == "normal"
+        n_index = list(self.config.data.class_names).index("N") if normal_only else -1
+        out = np.zeros((len(self.seeds), len(split), self.num_classes))
+        for rows in adapt_lib.record_groups(split.record):
+            part = split.subset(rows)
+            if normal_only:  # statistics of the beats the unadapted ensemble calls N
+                first = self._predict_split(state, part).mean(0).argmax(-1)
+                normal = np.flatnonzero(first == n_index)
+                if len(normal) < adapt_lib.MIN_NORMAL_BEATS:
+                    out[:, rows] = self._predict_split(state, part)
+                    continue
+                part_stats = part.subset(normal)
+            else:
+                part_stats = part
+            adapted = state.replace(batch_stats=self.record_stats(state, part_stats))
+            out[:, rows] = self._predict_split(adapted, part)
+        return out
+
+    def record_stats(self, state: TrainState, split: data_lib.BeatData) -> Any:
+        """Every member's batch-norm statistics over ``split`` (one record's beats), stacked like
+        ``state.batch_stats``; from at most ``adapt.ADAPT_BEATS`` beats spread over it."""
+        if self._stats is None:
+            self._stats = adapt_lib.stats_program(self.model)
+        rows = adapt_lib.spread_rows(len(split))
+        dev = to_device(split.subset(rows), self.use_context)
+        members = zip(
+            _unstack(state.params, len(self.seeds)),
+            _unstack(state.batch_stats, len(self.seeds)),
+            strict=True,
+        )
+        return _stack([self._stats(p, b, dev.x, dev.context) for p, b in members])
+
+    def _predict_split(self, state: TrainState, split: data_lib.BeatData) -> np.ndarray:
         dev = to_device(split, self.use_context)
         n = int(dev.y.shape[0])
         chunk = min(int(self.config.train.eval_batch_size), max(n, 1))

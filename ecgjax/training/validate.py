@@ -21,6 +21,7 @@ from ecgjax.data import inputs
 from ecgjax.errors import UserError
 from ecgjax.models import MODELS
 from ecgjax.scoring.metrics import FLAT_SCALARS, OBJECTIVES
+from ecgjax.training.adapt import ADAPTS
 from ecgjax.training.losses import LOSSES
 from ecgjax.training.strategy import DISPATCHES, STRATEGIES
 
@@ -93,6 +94,7 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "data.template": _one_of(inputs.TEMPLATES),
         "data.template_beats": _at_least(1),
         "data.cluster_k": _at_least(1),
+        "data.adapt_norm": _one_of(ADAPTS),
         "model.name": _one_of(MODELS),
         "model.hidden": _at_least(1),
         "model.num_blocks": _at_least(1),
@@ -190,6 +192,16 @@ def _cross_field(c: ml_collections.ConfigDict) -> None:
         inputs.parse_channels(c.data.channels)
     except ValueError as err:
         raise ConfigError(f"config: {err}") from None
+    if c.data.adapt_norm != "none" and c.model.norm != "batch":
+        raise ConfigError(
+            f"config: data.adapt_norm={c.data.adapt_norm!r} adapts batch-norm statistics; it "
+            f"needs model.norm='batch' (got {c.model.norm!r}), or data.adapt_norm='none'"
+        )
+    if c.data.adapt_norm == "normal" and "N" not in names:
+        raise ConfigError(
+            f"config: data.adapt_norm='normal' takes statistics over the beats called N; "
+            f"data.class_names={names} has no 'N' (use data.adapt_norm='record')"
+        )
     if c.model.name == "transformer" and int(c.model.hidden) % int(c.model.num_heads):
         raise ConfigError(
             f"config: model.hidden={c.model.hidden} must be divisible by model.num_heads="

@@ -1,0 +1,78 @@
+"""Patient-adaptive batch norm (AdaBN, Li et al. 2016): each record normalised by its own beats.
+
+Why: a model with batch norm normalises every layer with statistics pooled over the training
+patients, so a new patient's recording, offset as a whole in amplitude, QRS width, baseline or
+lead placement, shifts every activation. With ``data.adapt_norm='record'`` each record's beats
+first pass through the network once (inference mode, no labels) to give every batch-norm layer
+that record's mean and variance, and the record is then predicted with them: each beat is
+judged against the patient's own usual beat inside the network, as the median-template channel
+(:mod:`ecgjax.data.inputs`) does at the input. It needs the whole record, like the median
+template, so it is not causal.
+
+``data.adapt_norm='normal'`` takes the statistics over the beats that the unadapted ensemble
+calls N (a record with fewer than :data:`MIN_NORMAL_BEATS` keeps the training statistics):
+a record's ectopic beats, when they are many (a third of record 208's beats are V), would
+otherwise pull its statistics towards themselves and make them look less unusual.
+
+The statistics come from at most :data:`ADAPT_BEATS` beats spread evenly over the record, so
+one compiled program serves every record of at least that many beats (a 30-minute MIT-BIH record
+has 1,500 to 3,400); shorter records compile once per length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array
+
+from ecgjax.models.common import BN_MOMENTUM, input_statistics
+
+ADAPTS = ("none", "record", "normal")
+ADAPT_BEATS = 1024
+MIN_NORMAL_BEATS = 32  # ``normal``: fewer beats called N keep the training statistics
+
+StatsFn = Callable[[Any, Any, Array, Array | None], Any]
+
+
+def spread_rows(n: int, cap: int = ADAPT_BEATS) -> np.ndarray:
+    """``min(n, cap)`` row indices spread evenly over ``range(n)`` (all rows when ``n <= cap``)."""
+    if n <= cap:
+        return np.arange(n)
+    return np.linspace(0, n - 1, cap).round().astype(np.int64)
+
+
+def stats_program(model: nn.Module) -> StatsFn:
+    """A jitted ``(params, batch_stats, x, ctx) -> batch_stats`` of one member: every batch-norm
+    layer's mean and variance over the beats ``x``, in the layout of ``batch_stats``.
+
+    Batch norm updates ``new = m * old + (1 - m) * batch``; starting from zeros leaves
+    ``(1 - m) * batch``, divided out here, so the result is the batch's statistics exactly.
+    """
+
+    @jax.jit
+    def stats(params: Any, batch_stats: Any, x: Array, ctx: Array | None) -> Any:
+        zeros = jax.tree.map(jnp.zeros_like, batch_stats)
+        with input_statistics():
+            _, updates = model.apply(
+                {"params": params, "batch_stats": zeros},
+                x,
+                ctx,
+                train=False,
+                mutable=["batch_stats"],
+            )
+        return jax.tree.map(lambda a: a / (1.0 - BN_MOMENTUM), updates["batch_stats"])
+
+    return stats
+
+
+def record_groups(records: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each record, records in order of first appearance."""
+    records = np.asarray(records).astype(str)
+    _, first, inverse = np.unique(records, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    return [np.flatnonzero(inverse == g) for g in order]

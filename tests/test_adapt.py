@@ -1,0 +1,168 @@
+"""Patient-adaptive batch norm (AdaBN, ``data.adapt_norm``): exact per-record statistics, each
+record judged by its own beats only, the N-only variant, clear errors."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from ecgjax import data as data_lib
+from ecgjax.config import base_config
+from ecgjax.data.synthetic import make_records
+from ecgjax.errors import UserError
+from ecgjax.models.common import make_norm
+from ecgjax.training import adapt
+from ecgjax.training.engine import Ensemble
+from ecgjax.training.validate import validate
+
+
+class OneNorm(nn.Module):
+    """Batch norm straight on the input, then a dense head (the model call signature)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, ctx: jax.Array | None, *, train: bool) -> jax.Array:
+        return nn.Dense(2)(make_norm("batch", train)(x).mean(axis=1))
+
+
+def test_stats_program_gives_the_batch_mean_and_variance_exactly() -> None:
+    x = jax.random.normal(jax.random.PRNGKey(0), (50, 12, 3)) * 2.0 + 5.0
+    model = OneNorm()
+    variables = model.init(jax.random.PRNGKey(1), x, None, train=False)
+    stats = adapt.stats_program(model)(variables["params"], variables["batch_stats"], x, None)
+    got = stats["BatchNorm_0"]
+    np.testing.assert_allclose(got["mean"], np.asarray(x).mean(axis=(0, 1)), rtol=1e-5)
+    np.testing.assert_allclose(got["var"], np.asarray(x).var(axis=(0, 1)), rtol=1e-4)
+    # Outside the block, evaluation uses the running statistics (the initial 0 and 1).
+    plain = model.apply(variables, x, None, train=False)
+    unit = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+    assert jnp.allclose(plain, model.apply(unit, x, None, train=False))
+
+
+def test_spread_rows_and_record_groups() -> None:
+    assert adapt.spread_rows(5, 8).tolist() == [0, 1, 2, 3, 4]
+    rows = adapt.spread_rows(3000, 1024)
+    assert len(rows) == 1024 and rows[0] == 0 and rows[-1] == 2999
+    assert np.all(np.diff(rows) > 0)
+    groups = adapt.record_groups(np.array(["b", "a", "b", "c", "a"]))
+    assert [g.tolist() for g in groups] == [[0, 2], [1, 4], [3]]
+
+
+def config(adapt_norm: str) -> ml_collections.ConfigDict:
+    c = base_config()
+    c.model.name = "resnet1d"
+    c.model.hidden = 4
+    c.model.num_blocks = 1
+    c.model.norm = "batch"
+    c.train.batch_size = 16
+    c.train.steps_per_epoch = 4
+    c.train.eval_batch_size = 32
+    c.data.adapt_norm = adapt_norm
+    return validate(c)
+
+
+def records(seed: int = 0, scale: tuple[float, ...] = (1.0, 1.0, 1.0)) -> data_lib.BeatData:
+    """Three records of 40 beats; ``scale`` multiplies each record's beats (a patient's gain)."""
+    x, y, record, sample = make_records(3, 40, 5, seed)
+    gain = np.repeat(np.asarray(scale, np.float32), 40)[:, None]
+    return data_lib.BeatData(
+        x=x * gain,
+        y=y.astype(np.int32),
+        num_classes=5,
+        source="synthetic",
+        record=record,
+        sample=sample,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[Ensemble, object]:
+    ens = Ensemble(config("none"), records(0), [0, 1])
+    state = ens.init()
+    state, _ = ens.train_epoch(state, 1)
+    return ens, state
+
+
+def with_adapt(ens: Ensemble, adapt_norm: str) -> Ensemble:
+    return Ensemble(config(adapt_norm), None, ens.seeds, context_dim=0)
+
+
+def test_each_record_is_judged_by_its_own_beats_only(trained) -> None:
+    ens, state = trained
+    adapted = with_adapt(ens, "record")
+    split = records(1, scale=(1.0, 2.0, 0.5))
+    probs = adapted.predict(state, split)
+    assert probs.shape == (2, len(split), 5)
+    assert not np.allclose(probs, ens.predict(state, split), atol=1e-4)  # it does something
+    # Replacing the other records' beats leaves a record's probabilities unchanged.
+    other = records(2, scale=(3.0, 0.2, 1.0))
+    mixed = replace(split, x=np.concatenate([split.x[:40], other.x[40:]]))
+    np.testing.assert_allclose(adapted.predict(state, mixed)[:, :40], probs[:, :40], atol=1e-5)
+    # A record predicted with its own statistics as the model's running statistics: the same.
+    first = split.subset(np.arange(40))
+    own = state.replace(batch_stats=adapted.record_stats(state, first))
+    np.testing.assert_allclose(ens.predict(own, first), probs[:, :40], atol=1e-5)
+
+
+def test_a_patients_overall_gain_is_normalised_away(trained) -> None:
+    ens, state = trained
+    adapted = with_adapt(ens, "record")
+    base = records(1)
+    louder = records(1, scale=(2.0, 2.0, 2.0))
+    # The first conv has no bias and batch norm follows it, so a per-record gain cancels (up
+    # to batch norm's epsilon); with the training statistics it does not.
+    adapted_gap = np.abs(adapted.predict(state, louder) - adapted.predict(state, base)).max()
+    plain_gap = np.abs(ens.predict(state, louder) - ens.predict(state, base)).max()
+    assert adapted_gap < 1e-3 and plain_gap > 10 * max(adapted_gap, 1e-4)
+
+
+def test_normal_variant_takes_statistics_over_the_beats_first_called_n(trained) -> None:
+    ens, state = trained
+    normal = with_adapt(ens, "normal")
+    split = records(1, scale=(1.0, 2.0, 0.5))
+    probs = normal.predict(state, split)
+    for r in range(3):
+        part = split.subset(np.arange(40 * r, 40 * (r + 1)))
+        called_n = np.flatnonzero(ens.predict(state, part).mean(0).argmax(-1) == 0)
+        if len(called_n) >= adapt.MIN_NORMAL_BEATS:
+            own = state.replace(batch_stats=normal.record_stats(state, part.subset(called_n)))
+            expected = ens.predict(own, part)
+        else:  # too few normal beats: the training statistics are kept
+            expected = ens.predict(state, part)
+        np.testing.assert_allclose(probs[:, 40 * r : 40 * (r + 1)], expected, atol=1e-5)
+
+
+def test_adaptation_needs_records(trained) -> None:
+    ens, state = trained
+    split = replace(records(1), record=None, sample=None)
+    with pytest.raises(
+        data_lib.DataError, match=re.escape("synthetic: data.adapt_norm='record' needs")
+    ):
+        with_adapt(ens, "record").predict(state, split)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"data.adapt_norm": "patient"}, "data.adapt_norm='patient' is not allowed"),
+        ({"data.adapt_norm": "record", "model.norm": "layer"}, "needs model.norm='batch'"),
+        (
+            {"data.adapt_norm": "normal", "data.class_names": ("A", "B", "C", "D", "E")},
+            "has no 'N'",
+        ),
+    ],
+)
+def test_bad_adaptation_settings_are_one_line_errors(changes: dict, message: str) -> None:
+    c = config("none")
+    for key, value in changes.items():
+        group, name = key.split(".")
+        c[group][name] = value
+    with pytest.raises(UserError, match=message) as err:
+        validate(c)
+    assert "\n" not in str(err.value)
