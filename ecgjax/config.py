@@ -83,7 +83,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.label_smoothing = 0.0
 
     c.sampling = ml_collections.ConfigDict()
-    c.sampling.name = "uniform"  # uniform | balanced
+    # record: every batch from one record (batch norm learns per-patient statistics, as
+    # data.adapt_norm gives it at evaluation; ecgjax.training.step.record_epoch_indices)
+    c.sampling.name = "uniform"  # uniform | balanced | record
     c.sampling.balance_power = 0.5  # balanced: p(beat) ~ count[class] ** -power (1 = equal classes)
 
     c.augment = ml_collections.ConfigDict()

@@ -1,5 +1,6 @@
 """Patient-adaptive batch norm (AdaBN, ``data.adapt_norm``): exact per-record statistics, each
-record judged by its own beats only, the N-only variant, clear errors."""
+record judged by its own beats only, the N-only variant, clear errors; and per-record training
+batches (``sampling.name='record'``), which train batch norm on one patient at a time."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from ecgjax.data.synthetic import make_records
 from ecgjax.errors import UserError
 from ecgjax.models.common import make_norm
 from ecgjax.training import adapt
+from ecgjax.training import engine as engine_lib
 from ecgjax.training.engine import Ensemble
+from ecgjax.training.step import record_epoch_indices
 from ecgjax.training.validate import validate
 
 
@@ -166,3 +169,29 @@ def test_bad_adaptation_settings_are_one_line_errors(changes: dict, message: str
     with pytest.raises(UserError, match=message) as err:
         validate(c)
     assert "\n" not in str(err.value)
+
+
+def test_record_sampling_draws_each_batch_from_one_record() -> None:
+    record = np.repeat(np.array(["a", "b", "c"]), [30, 60, 10])
+    rows, counts = engine_lib._record_rows(replace(records(0), record=record, y=np.zeros(100)))
+    key = jax.random.PRNGKey(3)
+    idx = np.asarray(record_epoch_indices(key, jnp.asarray(2), rows, counts, 4000, 8))
+    owner = record[idx]
+    assert (owner == owner[:, :1]).all()  # one record per batch
+    share = {r: float(np.mean(owner[:, 0] == r)) for r in "abc"}
+    assert share == pytest.approx({"a": 0.3, "b": 0.6, "c": 0.1}, abs=0.03)  # by its beats
+    assert len(np.unique(idx[owner == "c"])) == 10  # every beat of a record can be drawn
+    again = np.asarray(record_epoch_indices(key, jnp.asarray(2), rows, counts, 4000, 8))
+    other = np.asarray(record_epoch_indices(key, jnp.asarray(3), rows, counts, 4000, 8))
+    assert np.array_equal(idx, again) and not np.array_equal(idx, other)
+
+
+def test_an_ensemble_trains_with_record_batches_and_needs_records() -> None:
+    c = config("record")
+    c.sampling.name = "record"
+    ens = Ensemble(validate(c), records(0), [0, 1])
+    state, metrics = ens.train_epoch(ens.init(), 1)
+    assert np.isfinite(metrics["loss"]).all()
+    assert ens.predict(state, records(1)).shape == (2, 120, 5)
+    with pytest.raises(data_lib.DataError, match="needs a 'record' column"):
+        Ensemble(c, replace(records(0), record=None, sample=None), [0])

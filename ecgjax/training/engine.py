@@ -32,7 +32,7 @@ from ecgjax.data import inputs as inputs_lib
 from ecgjax.training import adapt as adapt_lib
 from ecgjax.training import strategy as strategy_lib
 from ecgjax.training.programs import planned_bytes, programs_for
-from ecgjax.training.step import DeviceData, TrainState, epoch_indices
+from ecgjax.training.step import DeviceData, TrainState, epoch_indices, record_epoch_indices
 
 log = logging.getLogger(__name__)
 
@@ -119,19 +119,23 @@ class Ensemble:
         self._step, self._scan = programs.step, programs.scan
         self._predict, self._init = programs.predict, programs.init
         self._stats: adapt_lib.StatsFn | None = None  # built on first use (record adaptation)
-        self._indices = _indices_program(
-            int(self.data.y.shape[0]),
-            self.steps,
-            self.batch_size,
-            self.sample_probs is not None and self.sample_probs.ndim == 2,
-        )
+        self.record_rows = _record_rows(train) if config.sampling.name == "record" else None
+        if self.record_rows is not None:
+            self._indices = _record_indices_program(self.steps, self.batch_size)
+        else:
+            self._indices = _indices_program(
+                int(self.data.y.shape[0]),
+                self.steps,
+                self.batch_size,
+                self.sample_probs is not None and self.sample_probs.ndim == 2,
+            )
 
     def _sample_probs(self, y: np.ndarray) -> jax.Array | None:
-        if self.config.sampling.name == "uniform":
+        if self.config.sampling.name in ("uniform", "record"):
             return None
         if self.config.sampling.name != "balanced":
             raise ValueError(
-                f"unknown sampling {self.config.sampling.name!r}; use uniform or balanced"
+                f"unknown sampling {self.config.sampling.name!r}; use uniform, balanced or record"
             )
         counts = data_lib.class_counts(y, self.num_classes).astype(np.float64)
         per_class = np.where(
@@ -161,7 +165,8 @@ class Ensemble:
         """Run one epoch; returns the new state and per-seed mean loss/accuracy (numpy, ``(S,)``)."""
         # Host indices: one transfer per epoch, then each step gets its rows as an argument,
         # so the only per-step work in Python is one dispatch per program call.
-        idx = np.asarray(self._indices(state.key, jnp.asarray(epoch, jnp.int32), self.sample_probs))
+        how = self.sample_probs if self.record_rows is None else self.record_rows
+        idx = np.asarray(self._indices(state.key, jnp.asarray(epoch, jnp.int32), how))
         n = len(self.seeds)
         if self.stacked:
             lanes, means = self._advance([state], [idx], [self.hparams(None)])
@@ -318,6 +323,31 @@ def _indices_program(n: int, steps: int, batch: int, member_probs: bool = False)
         jax.vmap(
             lambda key, epoch, probs: epoch_indices(key, epoch, n, steps, batch, probs),
             in_axes=(0, None, 0 if member_probs else None),
+        )
+    )
+
+
+def _record_rows(train: data_lib.BeatData) -> tuple[jax.Array, jax.Array]:
+    """Each record's rows, padded into a ``(records, longest)`` table, and their counts."""
+    if train.record is None:
+        raise data_lib.DataError(
+            f"{train.source}: sampling.name='record' draws each batch from one record and needs "
+            "a 'record' column; prepare the data with scripts/prepare_data.py"
+        )
+    groups = adapt_lib.record_groups(train.record)
+    table = np.zeros((len(groups), max(len(g) for g in groups)), np.int32)
+    for r, g in enumerate(groups):
+        table[r, : len(g)] = g
+    counts = np.array([len(g) for g in groups], np.int32)
+    return jnp.asarray(table), jnp.asarray(counts)
+
+
+def _record_indices_program(steps: int, batch: int) -> Any:
+    """Per-seed epoch indices ``(S, steps, batch)``, every batch from one record."""
+    return jax.jit(
+        jax.vmap(
+            lambda key, epoch, rc: record_epoch_indices(key, epoch, rc[0], rc[1], steps, batch),
+            in_axes=(0, None, None),
         )
     )
 

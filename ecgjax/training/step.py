@@ -170,6 +170,31 @@ def predict_probs(
     return jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1)
 
 
+def record_epoch_indices(
+    key: Array,
+    epoch: Int[Array, ""],
+    rows: Int[Array, "r l"],
+    counts: Int[Array, " r"],
+    steps: int,
+    batch: int,
+) -> Int[Array, "steps batch"]:
+    """Batch indices of one epoch in which every batch comes from one record (``rows[r, :counts[r]]``
+    are record ``r``'s beats), a pure function of ``(key, epoch)``.
+
+    The record of each step is drawn in proportion to its beats (so each beat is as likely as
+    under uniform sampling) and its beats uniformly with replacement: batch norm then trains on
+    one patient's statistics at a time, which is what record adaptation
+    (``data.adapt_norm``) gives it on a new patient.
+    """
+    epoch_key = jax.random.fold_in(jax.random.fold_in(key, 7919), epoch)
+    k_record, k_beat = jax.random.split(epoch_key)
+    p = counts.astype(jnp.float32) / jnp.sum(counts)
+    record = jax.random.choice(k_record, counts.shape[0], (steps,), replace=True, p=p)
+    u = jax.random.uniform(k_beat, (steps, batch))
+    pos = jnp.minimum((u * counts[record][:, None]).astype(jnp.int32), counts[record][:, None] - 1)
+    return rows[record[:, None], pos].astype(jnp.int32)
+
+
 def epoch_indices(
     key: Array, epoch: Int[Array, ""], n: int, steps: int, batch: int, probs: Array | None
 ) -> Int[Array, "steps batch"]:

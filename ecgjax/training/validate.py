@@ -27,7 +27,7 @@ from ecgjax.training.strategy import DISPATCHES, STRATEGIES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "plateau")
-SAMPLINGS = ("uniform", "balanced")
+SAMPLINGS = ("uniform", "balanced", "record")
 NORMS = ("none", "batch", "layer")
 POOLS = ("flatten", "global")
 VAL_SPLITS = ("stratified", "record")
