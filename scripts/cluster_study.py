@@ -17,7 +17,6 @@ from rich.table import Table
 
 from ecgjax import cli
 from ecgjax import config as config_lib
-from ecgjax.studies import cluster_study
 
 _STRENGTHS = flags.DEFINE_list(
     "strengths", ["0", "0.25", "0.5", "0.75", "1"], "Strengths in [0, 1]."
@@ -33,6 +32,10 @@ def _ci(v: list[float]) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
         raise app.UsageError("give one cross-validation run folder (checkpoints/<run>)")
+    # The study's imports (JAX, Orbax, MLflow, scikit-learn) load after the flags: --help and
+    # usage errors answer at once.
+    from ecgjax.studies import cluster_study
+
     cv_dir = Path(argv[1])
     config = config_lib.from_json((cv_dir / "fold0" / "config.json").read_text())
     names = list(config.data.class_names)

@@ -20,8 +20,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ecgjax import cli
-from ecgjax.evaluation import compare
-from ecgjax.runtime import configure_jax
 
 _DATA = flags.DEFINE_string("data", None, "Parquet test file; default: the first run's test split.")
 _METRIC = flags.DEFINE_string(
@@ -37,6 +35,11 @@ _BY_RECORD = flags.DEFINE_bool(
 def main(argv: list[str]) -> None:
     if len(argv) < 3:
         raise app.UsageError("give two or more checkpoint folders, sweep ids or MLflow run ids")
+    # JAX, Orbax, MLflow and scikit-learn load after the flags: --help and usage errors answer
+    # at once.
+    from ecgjax.evaluation import compare
+    from ecgjax.runtime import configure_jax
+
     configure_jax()
     absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns on every read-only restore
     logging.getLogger("absl").setLevel(logging.ERROR)

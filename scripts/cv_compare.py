@@ -20,8 +20,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ecgjax import cli, paths
-from ecgjax.studies import cv_compare
-from ecgjax.training.checkpoint import write_json_atomic
 
 _RESAMPLES = flags.DEFINE_integer("resamples", 2000, "Record-bootstrap resamples.")
 _SMOOTH = flags.DEFINE_float(
@@ -36,6 +34,11 @@ _COLS = (("N", "se"), ("S", "se"), ("S", "ppv"), ("V", "se"), ("V", "ppv"), ("F"
 def main(argv: list[str]) -> None:
     if len(argv) != 3:
         raise app.UsageError("give two cross-validation run folders: A (baseline) and B")
+    # The study's imports (JAX, Orbax, MLflow, scikit-learn) load after the flags: --help and
+    # usage errors answer at once.
+    from ecgjax.studies import cv_compare
+    from ecgjax.training.checkpoint import write_json_atomic
+
     a_dir, b_dir = Path(argv[1]), Path(argv[2])
     with Console().status("smoothing both out-of-fold pools and bootstrapping records"):
         result = cv_compare.compare(a_dir, b_dir, _RESAMPLES.value, _SMOOTH.value, _CLUSTER_K.value)

@@ -20,7 +20,6 @@ from rich.table import Table
 
 from ecgjax import cli
 from ecgjax.scoring import decision
-from ecgjax.studies import decision_study
 
 _GOALS = flags.DEFINE_string(
     "goals", decision.DEFAULT_GOALS, "Objective: STAT:CLASS=VALUE goals, STAT Se or +P."
@@ -37,6 +36,10 @@ _COLS = (("N", "se"), ("S", "se"), ("S", "ppv"), ("V", "se"), ("V", "ppv"), ("F"
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
         raise app.UsageError("give one cross-validation run folder (checkpoints/<run>)")
+    # The study's imports (JAX, Orbax, MLflow, scikit-learn) load after the flags: --help and
+    # usage errors answer at once.
+    from ecgjax.studies import decision_study
+
     cv_dir = Path(argv[1])
     with Console().status("fitting offsets on the out-of-fold pool and cross-fitting them"):
         result = decision_study.study(

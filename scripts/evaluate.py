@@ -22,9 +22,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ecgjax import cli
-from ecgjax.evaluation import evaluate
-from ecgjax.evaluation import patients as patients_lib
-from ecgjax.runtime import configure_jax
 from ecgjax.scoring.aami_tables import gross_rows
 from ecgjax.scoring.aami_tables import title as aami_title
 from ecgjax.training.validate import validate
@@ -187,6 +184,11 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("give exactly one checkpoint folder or --run_id")
     if _MAX_BEATS.value is not None and _MAX_BEATS.value < 1:
         raise app.UsageError(f"--max_beats={_MAX_BEATS.value}: use a number of beats >= 1")
+    # JAX, Orbax and MLflow load after the flags: --help and usage errors answer at once.
+    from ecgjax.evaluation import evaluate
+    from ecgjax.evaluation import patients as patients_lib
+    from ecgjax.runtime import configure_jax
+
     configure_jax()
     absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns on every read-only restore
     logging.getLogger("absl").setLevel(logging.ERROR)

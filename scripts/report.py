@@ -12,11 +12,6 @@ import logging
 from absl import app, flags
 from absl import logging as absl_logging
 
-from ecgjax.data import DataError
-from ecgjax.reporting import report
-from ecgjax.runtime import configure_jax
-from ecgjax.training.checkpoint import CheckpointError
-
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep id (the MLflow parent run's ecgjax.sweep_id).")
 _REPO = flags.DEFINE_string("repo_url", None, "Repository URL (default: git remote origin).")
 _TEST = flags.DEFINE_bool("test", True, "Evaluate the best trial on its test split.")
@@ -26,6 +21,13 @@ flags.mark_flags_as_required(["sweep"])
 
 def main(argv: list[str]) -> None:
     del argv
+    # MLflow, scikit-learn and the PDF writer (JAX for the test evaluation) load after the
+    # flags: --help answers at once.
+    from ecgjax.data import DataError
+    from ecgjax.reporting import report
+    from ecgjax.runtime import configure_jax
+    from ecgjax.training.checkpoint import CheckpointError
+
     configure_jax()
     absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns on every read-only restore
     logging.getLogger("absl").setLevel(logging.ERROR)

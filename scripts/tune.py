@@ -15,12 +15,12 @@ per trial) with ``uv run mlflow ui --backend-store-uri sqlite:///mlflow.db`` (bi
 import sys
 from typing import Any
 
+import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
 from ecgjax import cli
-from ecgjax.training.validate import validate
-from ecgjax.tuning import cluster, journal, sweep
+from ecgjax.tuning import journal  # light; importing ecgjax.tuning sets Ray's defaults
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Sweep config file (path[:arg]).", lock_config=True
@@ -47,6 +47,22 @@ _VERBOSE = flags.DEFINE_bool(
 
 def main(argv: list[str]) -> None:
     del argv
+    # Heavy imports wait for the flags: JAX for the config check, then Ray and MLflow only for
+    # a sweep that runs, so --help, a bad flag or config and a missing hypothesis answer at once.
+    from ecgjax.training.validate import validate
+
+    config: ml_collections.ConfigDict | None = None
+    hypothesis: str | None = None
+    if not _RESUME.value:
+        if _CONFIG.value is None:
+            raise app.UsageError("--config is required (or --resume <sweep_id>)")
+        config = validate(_CONFIG.value)
+        try:
+            hypothesis = journal.require_hypothesis(_HYPOTHESIS.value)
+        except journal.HypothesisRequired as err:
+            sys.exit(f"error: {err}")
+    from ecgjax.tuning import cluster, sweep
+
     ray_options: dict[str, Any] = dict(
         ray_address=_RAY_ADDRESS.value,
         num_cpus=_NUM_CPUS.value,
@@ -56,23 +72,10 @@ def main(argv: list[str]) -> None:
     try:
         if _RESUME.value:
             sweep.resume_sweep(_RESUME.value, **ray_options)
-            return
-        if _CONFIG.value is None:
-            raise app.UsageError("--config is required (or --resume <sweep_id>)")
-        config_file = config_flags.get_config_filename(flags.FLAGS["config"])
-        sweep.run_sweep(
-            validate(_CONFIG.value),
-            config_file,
-            _HYPOTHESIS.value,
-            name=_NAME.value,
-            **ray_options,
-        )
-    except (
-        journal.HypothesisRequired,
-        FileExistsError,
-        FileNotFoundError,
-        cluster.SweepRunning,
-    ) as err:
+        else:
+            config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+            sweep.run_sweep(config, config_file, hypothesis, name=_NAME.value, **ray_options)
+    except (FileExistsError, FileNotFoundError, cluster.SweepRunning) as err:
         sys.exit(f"error: {err}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,22 @@ def write_synthetic_split(
     data_lib.write_parquet(path, beats)
 
 
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store, made once per test process. Creating one (MLflow runs its
+    schema migrations) takes about 2 s on 2 cores, in every test, script and sweep driver that
+    opens a fresh project; copying one takes milliseconds and gives the same store."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point every ecgjax location at a temp folder holding small synthetic MIT-BIH-like files."""
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_store: Path) -> Path:
+    """Point every ecgjax location at a temp folder holding small synthetic MIT-BIH-like files
+    and an empty MLflow store."""
     data = tmp_path / "data"
     data.mkdir()
     write_synthetic_split(data / "heart_big_train.parq", 6, 60, seed=1)
@@ -60,6 +74,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ECGJAX_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
     monkeypatch.setenv("ECGJAX_REPORT_DIR", str(tmp_path / "report"))
     monkeypatch.setenv("ECGJAX_MLFLOW_ARTIFACTS", str(tmp_path / "mlartifacts"))
+    shutil.copyfile(empty_mlflow_store, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("ECGJAX_MITDB_DIR", raising=False)
     return tmp_path
