@@ -24,7 +24,6 @@ from rich.table import Table
 from ecgjax import cli
 from ecgjax.scoring.aami_tables import gross_rows
 from ecgjax.scoring.aami_tables import title as aami_title
-from ecgjax.training.validate import validate
 
 _RUN_ID = flags.DEFINE_string("run_id", None, "MLflow run id instead of a checkpoint folder.")
 _DATA = flags.DEFINE_string("data", None, "Parquet test file; default: the config's test split.")
@@ -188,6 +187,7 @@ def main(argv: list[str]) -> None:
     from ecgjax.evaluation import evaluate
     from ecgjax.evaluation import patients as patients_lib
     from ecgjax.runtime import configure_jax
+    from ecgjax.training.validate import validate
 
     configure_jax()
     absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns on every read-only restore
