@@ -31,9 +31,15 @@ configure_jax()
 
 
 def write_synthetic_split(
-    path: Path, num_records: int, beats_per_record: int, seed: int, num_classes: int = 5
+    path: Path,
+    num_records: int,
+    beats_per_record: int,
+    seed: int,
+    num_classes: int = 5,
+    lead2: bool = False,
 ) -> None:
-    """A parquet in the prepared layout (features, target, record, sample, symbol)."""
+    """A parquet in the prepared layout (features, target, record, sample, symbol; ``lead2``:
+    a second lead, the beat inverted and damped, as a two-lead record's would differ)."""
     x, y, record, sample = make_records(num_records, beats_per_record, num_classes, seed)
     symbol = np.array(["N"] * len(y), dtype=object)
     beats = data_lib.BeatData(
@@ -44,6 +50,7 @@ def write_synthetic_split(
         record=record,
         sample=sample,
         symbol=symbol,
+        lead2=(0.5 - 0.4 * x).astype(np.float32) if lead2 else None,
     )
     data_lib.write_parquet(path, beats)
 

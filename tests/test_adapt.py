@@ -38,17 +38,25 @@ def test_stats_program_gives_the_batch_mean_and_variance_exactly() -> None:
     x = jax.random.normal(jax.random.PRNGKey(0), (50, 12, 3)) * 2.0 + 5.0
     model = OneNorm()
     variables = model.init(jax.random.PRNGKey(1), x, None, train=False)
-    stats = adapt.stats_program(model)(variables["params"], variables["batch_stats"], x, None)
+    program = adapt.stats_program(model)
+    stats = program(variables["params"], variables["batch_stats"], x, None, jnp.ones(50, bool))
     got = stats["BatchNorm_0"]
     np.testing.assert_allclose(got["mean"], np.asarray(x).mean(axis=(0, 1)), rtol=1e-5)
     np.testing.assert_allclose(got["var"], np.asarray(x).var(axis=(0, 1)), rtol=1e-4)
+    # Padding rows (any values) masked out: the statistics of the real rows, exactly.
+    padded = jnp.concatenate([x, 1e3 * jnp.ones((14, 12, 3))])
+    mask = jnp.arange(64) < 50
+    masked = program(variables["params"], variables["batch_stats"], padded, None, mask)
+    for key in ("mean", "var"):
+        np.testing.assert_allclose(masked["BatchNorm_0"][key], got[key], rtol=1e-5)
     # Outside the block, evaluation uses the running statistics (the initial 0 and 1).
     plain = model.apply(variables, x, None, train=False)
     unit = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
     assert jnp.allclose(plain, model.apply(unit, x, None, train=False))
 
 
-def test_spread_rows_and_record_groups() -> None:
+def test_spread_rows_buckets_and_record_groups() -> None:
+    assert [adapt.bucket(n) for n in (0, 1, 32, 33, 600, 1024)] == [32, 32, 32, 64, 1024, 1024]
     assert adapt.spread_rows(5, 8).tolist() == [0, 1, 2, 3, 4]
     rows = adapt.spread_rows(3000, 1024)
     assert len(rows) == 1024 and rows[0] == 0 and rows[-1] == 2999

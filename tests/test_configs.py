@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import write_synthetic_split
 from mlflow.tracking import MlflowClient
 
 from ecgjax import data as data_lib
@@ -13,6 +14,7 @@ from ecgjax import paths
 from ecgjax.config import load_config_file
 from ecgjax.training.experiment import train_run
 from ecgjax.training.run import run_training
+from ecgjax.training.validate import validate
 
 CONFIGS = sorted(p.name for p in (paths.PROJECT_ROOT / "configs").glob("*.py"))
 TRAIN_CONFIGS = [
@@ -21,6 +23,7 @@ TRAIN_CONFIGS = [
     "resnet1d.py:smoke",
     "interpatient_resnet1d.py:smoke",
     "interpatient_resnet1d.py:rr,smoke",
+    "interpatient.py:smoke",  # the recipe: three channels, cluster smoothing, adapted batch norm
 ]
 
 
@@ -47,6 +50,13 @@ def test_interpatient_variants_combine() -> None:
     assert (config.data.train_file, config.data.test_file) == ("mitbih_ds2.parq", "mitbih_ds1.parq")
 
 
+def test_the_recipe_adapts_batch_norm_to_normal_beats_except_in_real_time() -> None:
+    recipe = paths.PROJECT_ROOT / "configs" / "interpatient.py"
+    for variant, adapt in (("", "normal"), (":reverse", "normal"), (":reverse,causal", "none")):
+        config = validate(load_config_file(f"{recipe}{variant}"))
+        assert config.data.adapt_norm == adapt and config.model.norm == "batch"
+
+
 def test_sweep_full_variant_trains_whole_epochs() -> None:
     config = load_config_file(paths.PROJECT_ROOT / "configs" / "asha_cnn.py:full")
     assert config.train.steps_per_epoch == 0 and config.tune.num_samples == 64
@@ -54,6 +64,9 @@ def test_sweep_full_variant_trains_whole_epochs() -> None:
 
 @pytest.mark.parametrize("name", TRAIN_CONFIGS)
 def test_smoke_training_run(name: str, project: Path) -> None:
+    if name.startswith("interpatient.py"):  # the recipe reads lead 2
+        write_synthetic_split(project / "data" / "mitbih_ds1.parq", 6, 60, seed=3, lead2=True)
+        write_synthetic_split(project / "data" / "mitbih_ds2.parq", 3, 40, seed=4, lead2=True)
     config = load_config_file(paths.PROJECT_ROOT / "configs" / name)
     result = train_run(config, run_name="smoke", progress=False)
     run_dir = project / "checkpoints" / "smoke"

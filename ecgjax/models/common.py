@@ -16,18 +16,23 @@ from jaxtyping import Array
 NORMS = ("none", "batch", "layer")
 BN_MOMENTUM = 0.9  # running statistics: new = momentum * old + (1 - momentum) * batch
 
-_INPUT_STATISTICS = contextvars.ContextVar("ecgjax_bn_input_statistics", default=False)
+# None: off; True: every example; an array: the per-example mask of examples to count.
+_INPUT_STATISTICS: contextvars.ContextVar[Array | bool | None] = contextvars.ContextVar(
+    "ecgjax_bn_input_statistics", default=None
+)
 
 
 @contextlib.contextmanager
-def input_statistics() -> Iterator[None]:
+def input_statistics(mask: Array | None = None) -> Iterator[None]:
     """Within this block (while tracing), batch norm normalises with the statistics of the batch
-    it is given even at evaluation (dropout stays off), and updates ``batch_stats`` with them.
+    it is given even at evaluation (dropout stays off), and updates ``batch_stats`` with them;
+    ``mask`` (one flag per example) counts only the flagged examples, so padded batches of one
+    compiled size give the exact statistics of the real ones.
 
     Why: patient adaptation (AdaBN, :mod:`ecgjax.training.adapt`) needs each layer's mean and
     variance over one record's beats, in the network's inference mode.
     """
-    token = _INPUT_STATISTICS.set(True)
+    token = _INPUT_STATISTICS.set(True if mask is None else mask)
     try:
         yield
     finally:
@@ -51,8 +56,13 @@ def make_norm(norm: str, train: bool) -> Callable[[Array], Array]:
     """
     check_norm(norm)
     if norm == "batch":
-        own = train or _INPUT_STATISTICS.get()
-        return nn.BatchNorm(use_running_average=not own, momentum=BN_MOMENTUM)
+        given = _INPUT_STATISTICS.get()
+        own = train or given is not None
+        bn = nn.BatchNorm(use_running_average=not own, momentum=BN_MOMENTUM)
+        if given is None or isinstance(given, bool):
+            return bn
+        mask: Array = given
+        return lambda y: bn(y, mask=mask.reshape(mask.shape + (1,) * (y.ndim - 1)))
     if norm == "layer":
         return nn.GroupNorm(num_groups=1)
     return lambda y: y

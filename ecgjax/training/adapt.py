@@ -14,9 +14,10 @@ calls N (a record with fewer than :data:`MIN_NORMAL_BEATS` keeps the training st
 a record's ectopic beats, when they are many (a third of record 208's beats are V), would
 otherwise pull its statistics towards themselves and make them look less unusual.
 
-The statistics come from at most :data:`ADAPT_BEATS` beats spread evenly over the record, so
-one compiled program serves every record of at least that many beats (a 30-minute MIT-BIH record
-has 1,500 to 3,400); shorter records compile once per length.
+The statistics come from at most :data:`ADAPT_BEATS` beats spread evenly over the record; fewer
+beats are padded to the next power of two and masked out of the statistics, so a handful of
+compiled programs serve every record exactly (a 30-minute MIT-BIH record has 1,500 to 3,400
+beats, and the beats called N vary in number).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ ADAPTS = ("none", "record", "normal")
 ADAPT_BEATS = 1024
 MIN_NORMAL_BEATS = 32  # ``normal``: fewer beats called N keep the training statistics
 
-StatsFn = Callable[[Any, Any, Array, Array | None], Any]
+StatsFn = Callable[[Any, Any, Array, Array | None, Array], Any]
 
 
 def spread_rows(n: int, cap: int = ADAPT_BEATS) -> np.ndarray:
@@ -46,18 +47,24 @@ def spread_rows(n: int, cap: int = ADAPT_BEATS) -> np.ndarray:
     return np.linspace(0, n - 1, cap).round().astype(np.int64)
 
 
+def bucket(n: int, smallest: int = 32) -> int:
+    """The compiled size for ``n`` examples: the next power of two, at least ``smallest``."""
+    return max(smallest, 1 << max(n - 1, 0).bit_length())
+
+
 def stats_program(model: nn.Module) -> StatsFn:
-    """A jitted ``(params, batch_stats, x, ctx) -> batch_stats`` of one member: every batch-norm
-    layer's mean and variance over the beats ``x``, in the layout of ``batch_stats``.
+    """A jitted ``(params, batch_stats, x, ctx, mask) -> batch_stats`` of one member: every
+    batch-norm layer's mean and variance over the beats of ``x`` flagged in ``mask``, in the
+    layout of ``batch_stats``.
 
     Batch norm updates ``new = m * old + (1 - m) * batch``; starting from zeros leaves
     ``(1 - m) * batch``, divided out here, so the result is the batch's statistics exactly.
     """
 
     @jax.jit
-    def stats(params: Any, batch_stats: Any, x: Array, ctx: Array | None) -> Any:
+    def stats(params: Any, batch_stats: Any, x: Array, ctx: Array | None, mask: Array) -> Any:
         zeros = jax.tree.map(jnp.zeros_like, batch_stats)
-        with input_statistics():
+        with input_statistics(mask):
             _, updates = model.apply(
                 {"params": params, "batch_stats": zeros},
                 x,

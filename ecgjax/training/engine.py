@@ -262,17 +262,23 @@ class Ensemble:
             self._stats = adapt_lib.stats_program(self.model)
         rows = adapt_lib.spread_rows(len(split))
         dev = to_device(split.subset(rows), self.use_context)
+        size = adapt_lib.bucket(len(rows))
+        x = _pad_to(dev.x, size)
+        ctx = None if dev.context is None else _pad_to(dev.context, size)
+        mask = jnp.arange(size) < len(rows)
         members = zip(
             _unstack(state.params, len(self.seeds)),
             _unstack(state.batch_stats, len(self.seeds)),
             strict=True,
         )
-        return _stack([self._stats(p, b, dev.x, dev.context) for p, b in members])
+        return _stack([self._stats(p, b, x, ctx, mask) for p, b in members])
 
     def _predict_split(self, state: TrainState, split: data_lib.BeatData) -> np.ndarray:
         dev = to_device(split, self.use_context)
         n = int(dev.y.shape[0])
-        chunk = min(int(self.config.train.eval_batch_size), max(n, 1))
+        # Small splits (a record's beats) pad to a power of two: a few compiled sizes, not one
+        # per record (padded rows are dropped; inference-mode outputs are per example).
+        chunk = min(int(self.config.train.eval_batch_size), adapt_lib.bucket(n))
         vmapped = self.strategy in ("vmap", "wide")
         params = [] if vmapped else _unstack(state.params, len(self.seeds))
         stats = [] if vmapped else _unstack(state.batch_stats, len(self.seeds))
