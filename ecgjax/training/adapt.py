@@ -75,11 +75,3 @@ def stats_program(model: nn.Module) -> StatsFn:
         return jax.tree.map(lambda a: a / (1.0 - BN_MOMENTUM), updates["batch_stats"])
 
     return stats
-
-
-def record_groups(records: np.ndarray) -> list[np.ndarray]:
-    """Row indices of each record, records in order of first appearance."""
-    records = np.asarray(records).astype(str)
-    _, first, inverse = np.unique(records, return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    return [np.flatnonzero(inverse == g) for g in order]

@@ -29,6 +29,7 @@ import numpy as np
 
 from ecgjax import data as data_lib
 from ecgjax.data import inputs as inputs_lib
+from ecgjax.data.rr import record_groups
 from ecgjax.training import adapt as adapt_lib
 from ecgjax.training import strategy as strategy_lib
 from ecgjax.training.programs import planned_bytes, programs_for
@@ -233,20 +234,19 @@ class Ensemble:
         if split.record is None:
             raise data_lib.DataError(
                 f"{split.source}: data.adapt_norm={self.config.data.adapt_norm!r} needs the "
-                "record of each beat (a "
-                "'record' column); prepare the data with scripts/prepare_data.py or evaluate "
-                "with --adapt_norm=none"
+                "record of each beat (a 'record' column); prepare the data with "
+                "scripts/prepare_data.py or evaluate with --adapt_norm=none"
             )
         normal_only = str(self.config.data.adapt_norm) == "normal"
         n_index = list(self.config.data.class_names).index("N") if normal_only else -1
         out = np.zeros((len(self.seeds), len(split), self.num_classes))
-        for rows in adapt_lib.record_groups(split.record):
+        for rows in _records_of(split):
             part = split.subset(rows)
             if normal_only:  # statistics of the beats the unadapted ensemble calls N
-                first = self._predict_split(state, part).mean(0).argmax(-1)
-                normal = np.flatnonzero(first == n_index)
+                first = self._predict_split(state, part)
+                normal = np.flatnonzero(first.mean(0).argmax(-1) == n_index)
                 if len(normal) < adapt_lib.MIN_NORMAL_BEATS:
-                    out[:, rows] = self._predict_split(state, part)
+                    out[:, rows] = first  # too few: the training statistics' prediction stands
                     continue
                 part_stats = part.subset(normal)
             else:
@@ -333,6 +333,13 @@ def _indices_program(n: int, steps: int, batch: int, member_probs: bool = False)
     )
 
 
+def _records_of(split: data_lib.BeatData) -> list[np.ndarray]:
+    """Each record's rows in time order (file order where the split has no R-peak samples)."""
+    assert split.record is not None
+    sample = split.sample if split.sample is not None else np.arange(len(split))
+    return record_groups(split.record, sample)
+
+
 def _record_rows(train: data_lib.BeatData) -> tuple[jax.Array, jax.Array]:
     """Each record's rows, padded into a ``(records, longest)`` table, and their counts."""
     if train.record is None:
@@ -340,7 +347,7 @@ def _record_rows(train: data_lib.BeatData) -> tuple[jax.Array, jax.Array]:
             f"{train.source}: sampling.name='record' draws each batch from one record and needs "
             "a 'record' column; prepare the data with scripts/prepare_data.py"
         )
-    groups = adapt_lib.record_groups(train.record)
+    groups = _records_of(train)
     table = np.zeros((len(groups), max(len(g) for g in groups)), np.int32)
     for r, g in enumerate(groups):
         table[r, : len(g)] = g
