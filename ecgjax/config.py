@@ -61,6 +61,11 @@ def base_config() -> ml_collections.ConfigDict:
     # model.norm="batch" and a record column). Wherever the model predicts: validation during
     # training, the CV's out-of-fold pool and evaluation.
     c.data.adapt_norm = "none"  # none | record | normal
+    # "normal" only: passes of (take statistics over the beats called N, predict again), the
+    # first from the unadapted prediction; and the least ensemble N probability a beat needs to
+    # count (0: argmax N is enough).
+    c.data.adapt_rounds = 1
+    c.data.adapt_min_prob = 0.0
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn2d"

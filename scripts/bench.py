@@ -6,6 +6,7 @@ uv run --extra cuda scripts/bench.py --quick --write_auto   # 1 and 8 seeds (~2-
 uv run scripts/bench.py --models=cnn2d --seeds=1,8 --steps=32 --repeats=7
 uv run scripts/bench.py --torch --models=cnn2d,transformer --seeds=1   # vs PyTorch, same run
 uv run scripts/bench.py --population                 # populations of 1,4,16,64 vs separate
+uv run scripts/bench.py --conv_forms=lax,im2col,shifted,winograd --torch  # CNN conv forms
 
 --torch needs PyTorch beside ecgjax (not a dependency, see ecgjax/bench/torchref.py):
 uv pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
@@ -45,6 +46,12 @@ _POP_SIZES = flags.DEFINE_list("population_sizes", ["1", "4", "16", "64"], "Popu
 _POP_STRATEGIES = flags.DEFINE_list(
     "population_strategies", ["loop", "wide"], "Strategies for the population benchmark."
 )
+_CONV_FORMS = flags.DEFINE_list(
+    "conv_forms",
+    None,
+    "Only the conv-form study of the reference 2D CNN step (ecgjax/bench/conv_forms.py): "
+    "lax,im2col,shifted,winograd,first_elementwise (with --torch: PyTorch in the same rounds).",
+)
 _WRITE_AUTO = flags.DEFINE_bool(
     "write_auto", False, "Merge the winners into report/bench/auto.json."
 )
@@ -59,6 +66,9 @@ def main(argv: list[str]) -> None:
     out_dir = paths.report_dir() / "bench" if _OUT.value is None else Path(_OUT.value)
     if _POPULATION.value:
         _population(console, out_dir)
+        return
+    if _CONV_FORMS.value:
+        _conv_forms(console, out_dir)
         return
     options = bench.Options.quick() if _QUICK.value else bench.Options()
     changes: dict = {"models": tuple(_MODELS.value), "batch": _BATCH.value, "torch": _TORCH.value}
@@ -97,6 +107,22 @@ def _population(console: Console, out_dir: Path) -> None:
     path = out_dir / f"population-{result['backend']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2, default=list) + "\n")
     for line in pop_bench.table_lines(result):
+        console.print(line)
+    console.print(f"JSON: {path}")
+
+
+def _conv_forms(console: Console, out_dir: Path) -> None:
+    from ecgjax.bench import conv_forms
+
+    changes: dict = {"forms": tuple(_CONV_FORMS.value or ()), "torch": _TORCH.value}
+    for name, flag in (("steps", _STEPS), ("repeats", _REPEATS), ("batch", _BATCH)):
+        if flag.value:
+            changes[name] = flag.value
+    result = conv_forms.run(**changes, log=console.print)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"conv-forms-{result['backend']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    for line in conv_forms.table_lines(result):
         console.print(line)
     console.print(f"JSON: {path}")
 

@@ -59,6 +59,19 @@ _ADAPT = flags.DEFINE_enum(
     "first calls N (normal); AdaBN, ecgjax/training/adapt.py. Default: data.adapt_norm.",
 )
 
+_ADAPT_ROUNDS = flags.DEFINE_integer(
+    "adapt_rounds",
+    None,
+    "With --adapt_norm=normal: passes of (statistics over the beats called N, predict again), "
+    "the first from the unadapted prediction. Default: data.adapt_rounds.",
+)
+_ADAPT_MIN_PROB = flags.DEFINE_float(
+    "adapt_min_prob",
+    None,
+    "With --adapt_norm=normal: the least ensemble N probability a beat needs to count as "
+    "normal (0: argmax N is enough). Default: data.adapt_min_prob.",
+)
+
 _DECISION = flags.DEFINE_string(
     "decision",
     None,
@@ -204,7 +217,12 @@ def main(argv: list[str]) -> None:
             loaded.config.data.cluster_k = int(_CLUSTER_K.value)
         if _ADAPT.value is not None:
             loaded.config.data.adapt_norm = _ADAPT.value
-            validate(loaded.config)  # record adaptation needs a batch-norm model
+        if _ADAPT_ROUNDS.value is not None:
+            loaded.config.data.adapt_rounds = _ADAPT_ROUNDS.value
+        if _ADAPT_MIN_PROB.value is not None:
+            loaded.config.data.adapt_min_prob = _ADAPT_MIN_PROB.value
+        if any(f.value is not None for f in (_ADAPT, _ADAPT_ROUNDS, _ADAPT_MIN_PROB)):
+            validate(loaded.config)  # a batch-norm model; refinements of 'normal' only
         if _DECISION.value is not None:
             evaluate.attach_decision(loaded, _DECISION.value)
         test, val = evaluate.load_data(loaded, _DATA.value)
@@ -241,6 +259,10 @@ def main(argv: list[str]) -> None:
         )
     if report["adapt_norm"] != "none":
         beats = "its own beats" if report["adapt_norm"] == "record" else "its beats called N"
+        if report["adapt_norm"] == "normal" and report["adapt_min_prob"] > 0:
+            beats += f" with P(N) >= {report['adapt_min_prob']:g}"
+        if report["adapt_norm"] == "normal" and report["adapt_rounds"] > 1:
+            beats += f", {report['adapt_rounds']} rounds"
         console.print(f"batch norm adapted to each record (statistics of {beats}; AdaBN)")
     if report["decision"] is not None:
         d = report["decision"]

@@ -147,6 +147,36 @@ def test_normal_variant_takes_statistics_over_the_beats_first_called_n(trained) 
         np.testing.assert_allclose(probs[:, 40 * r : 40 * (r + 1)], expected, atol=1e-5)
 
 
+def test_called_normal_takes_argmax_n_and_an_optional_least_probability() -> None:
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.95, 0.05]])
+    assert adapt.called_normal(probs, 0).tolist() == [0, 1, 3]
+    assert adapt.called_normal(probs, 0, 0.9).tolist() == [0, 3]
+    assert adapt.called_normal(probs, 1).tolist() == [2]
+
+
+def test_more_rounds_take_statistics_over_the_beats_the_adapted_pass_calls_n(trained) -> None:
+    ens, state = trained
+    c = config("normal")
+    c.data.adapt_rounds, c.data.adapt_min_prob = 2, 0.3
+    two = Ensemble(validate(c), None, ens.seeds, context_dim=0)
+    one = with_adapt(ens, "normal")
+    split = records(1, scale=(1.0, 2.0, 0.5))
+    probs = two.predict(state, split)
+    changed = False
+    for r in range(3):
+        part = split.subset(np.arange(40 * r, 40 * (r + 1)))
+        expected = ens.predict(state, part)
+        for _ in range(2):  # each round: the beats the last pass calls N with P(N) >= 0.3
+            called = adapt.called_normal(expected.mean(0), 0, 0.3)
+            if len(called) < adapt.MIN_NORMAL_BEATS:
+                break
+            own = state.replace(batch_stats=two.record_stats(state, part.subset(called)))
+            expected = ens.predict(own, part)
+        np.testing.assert_allclose(probs[:, 40 * r : 40 * (r + 1)], expected, atol=1e-5)
+        changed |= not np.allclose(expected, one.predict(state, part), atol=1e-4)
+    assert changed  # the second round is not the first one again
+
+
 def test_adaptation_needs_records(trained) -> None:
     ens, state = trained
     split = replace(records(1), record=None, sample=None)
@@ -165,6 +195,9 @@ def test_adaptation_needs_records(trained) -> None:
             {"data.adapt_norm": "normal", "data.class_names": ("A", "B", "C", "D", "E")},
             "has no 'N'",
         ),
+        ({"data.adapt_norm": "record", "data.adapt_rounds": 2}, "refine data.adapt_norm='normal'"),
+        ({"data.adapt_norm": "normal", "data.adapt_rounds": 0}, "data.adapt_rounds"),
+        ({"data.adapt_norm": "normal", "data.adapt_min_prob": 1.0}, "data.adapt_min_prob"),
     ],
 )
 def test_bad_adaptation_settings_are_one_line_errors(changes: dict, message: str) -> None:

@@ -95,3 +95,19 @@ def test_bench_times_torch_in_the_same_run() -> None:
     summary = result["summary"]["cnn2d"]
     assert summary["vs_torch"] > 0 and summary["auto"]["1"][0] == "loop"
     assert any("PyTorch" in line for line in bench_report.verdict(result))
+
+
+def test_every_conv_form_computes_the_reference_cnn_and_is_timed() -> None:
+    from ecgjax.bench import conv_forms
+
+    params = conv_forms.init(jax.random.PRNGKey(0))
+    assert sum(int(p.size) for p in params.values()) == 19_509  # the PyTorch original's count
+    for form in conv_forms.FORMS:
+        assert conv_forms.max_difference(form) < 1e-4, form
+    result = conv_forms.run(("lax", "shifted"), batch=4, steps=2, repeats=1, log=lambda _: None)
+    assert {r["form"] for r in result["rows"]} == {"lax", "shifted"}
+    assert all(r["samples_per_s"] > 0 and r["vs_torch"] is None for r in result["rows"])
+    lines = conv_forms.table_lines(result)
+    assert lines[1].startswith("form") and len(lines) == 4
+    with pytest.raises(ValueError, match="unknown conv forms"):
+        conv_forms.run(("fft",))

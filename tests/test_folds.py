@@ -13,8 +13,9 @@ from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.data import folds
+from ecgjax.errors import UserError
 from ecgjax.scoring import clusters, decision
-from ecgjax.studies import cluster_study, decision_study
+from ecgjax.studies import cluster_study, cv_compare, cv_rescore, decision_study
 from ecgjax.training import checkpoint as ckpt
 from ecgjax.training.crossval import pool_out_of_fold, train_cv
 from ecgjax.training.experiment import train_run
@@ -156,6 +157,37 @@ def test_two_fold_training_run(project: Path) -> None:
     kept = chosen["fitted_offsets"] if chosen["adopted"] else dict.fromkeys(names, 0.0)
     assert chosen["offsets"] == kept
     assert decision.load(decision_study.write(run_dir, chosen))["offsets"] == kept
+
+    # Re-scoring: each fold's checkpoint predicts its held-out records again. With nothing
+    # changed it is the pool itself; changed, a CV folder that cv_compare pairs beat for beat.
+    same = cv_rescore.rescore(run_dir, {}, project / "checkpoints" / "same")
+    with np.load(project / "checkpoints" / "same" / "oof.npz") as again:
+        np.testing.assert_allclose(again["probs"], arrays["probs"], atol=1e-6)
+        np.testing.assert_array_equal(again["record"], arrays["record"])
+    assert same["out_of_fold"]["gross"]["accuracy"] == pytest.approx(oof["gross"]["accuracy"])
+    refined = {"data.adapt_norm": "normal", "data.adapt_rounds": 2, "data.adapt_min_prob": 0.5}
+    assert (
+        cv_rescore.default_name(run_dir, refined)
+        == "cv-adapt_min_prob0.5-adapt_normnormal-adapt_rounds2"
+    )
+    changes = {"data.adapt_norm": "record"}  # the smoke records are too short for 'normal'
+    out = project / "checkpoints" / cv_rescore.default_name(run_dir, changes)
+    cv_rescore.rescore(run_dir, changes, out)
+    fold_config = config_lib.from_json((out / "fold1" / "config.json").read_text())
+    assert fold_config.data.adapt_norm == "record"
+    with np.load(out / "oof.npz") as adapted:
+        assert not np.allclose(adapted["probs"], arrays["probs"], atol=1e-3)  # it did something
+    paired = cv_compare.compare(run_dir, out, resamples=20)
+    assert paired["beats"] == len(pool)
+    for overrides, target, needle in [
+        ({"optim.learning_rate": 1.0}, "x", "not a prediction-time setting"),
+        (changes, out.name, "exists"),
+        (changes, "cv", "would replace the run"),
+    ]:
+        with pytest.raises(UserError, match=needle):
+            cv_rescore.rescore(run_dir, overrides, project / "checkpoints" / target)
+    with pytest.raises(data_lib.DataError, match="not a cross-validation run"):
+        cv_rescore.rescore(project / "checkpoints", changes, project / "checkpoints" / "y")
 
     client = MlflowClient(paths.mlflow_uri())
     runs = client.search_runs([client.get_experiment_by_name("ecgjax-train").experiment_id])

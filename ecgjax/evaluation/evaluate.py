@@ -299,6 +299,8 @@ def evaluate(
         "protocol": protocol,
         "cluster_smoothing": float(loaded.config.data.cluster_smoothing),
         "adapt_norm": str(loaded.config.data.adapt_norm),
+        "adapt_rounds": int(loaded.config.data.adapt_rounds),
+        "adapt_min_prob": float(loaded.config.data.adapt_min_prob),
         "decision": None
         if loaded.decision is None
         else {

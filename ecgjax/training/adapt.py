@@ -14,6 +14,11 @@ calls N (a record with fewer than :data:`MIN_NORMAL_BEATS` keeps the training st
 a record's ectopic beats, when they are many (a third of record 208's beats are V), would
 otherwise pull its statistics towards themselves and make them look less unusual.
 
+Two refinements of that set (evaluation only): ``data.adapt_rounds=K`` repeats the step K
+times, each taking the statistics over the beats the last adapted pass called N, so V beats
+missed at first (and counted as normal) can leave the set once the adapted model sees them;
+``data.adapt_min_prob=p`` keeps only beats whose ensemble probability of N is at least ``p``.
+
 The statistics come from at most :data:`ADAPT_BEATS` beats spread evenly over the record; fewer
 beats are padded to the next power of two and masked out of the statistics, so a handful of
 compiled programs serve every record exactly (a 30-minute MIT-BIH record has 1,500 to 3,400
@@ -45,6 +50,15 @@ def spread_rows(n: int, cap: int = ADAPT_BEATS) -> np.ndarray:
     if n <= cap:
         return np.arange(n)
     return np.linspace(0, n - 1, cap).round().astype(np.int64)
+
+
+def called_normal(probs: np.ndarray, n_index: int, min_prob: float = 0.0) -> np.ndarray:
+    """Rows of ``probs`` (``(N, C)``, the ensemble mean) that ``normal`` adaptation takes its
+    statistics from: argmax N, and with ``min_prob > 0`` an N probability of at least it."""
+    called = probs.argmax(-1) == n_index
+    if min_prob > 0:
+        called &= probs[:, n_index] >= min_prob
+    return np.flatnonzero(called)
 
 
 def bucket(n: int, smallest: int = 32) -> int:

@@ -224,7 +224,8 @@ class Ensemble:
     def predict(self, state: TrainState, split: data_lib.BeatData) -> np.ndarray:
         """Per-seed class probabilities ``(S, N, C)`` on a split, in fixed-size chunks; with
         ``data.adapt_norm`` ``record`` or ``normal`` each record under batch-norm statistics
-        of its own beats or of those it first calls N (:mod:`ecgjax.training.adapt`).
+        of its own beats or of those it calls N (``data.adapt_rounds`` passes, beats with an
+        N probability of at least ``data.adapt_min_prob``; :mod:`ecgjax.training.adapt`).
 
         Raises:
             DataError: record adaptation is on and the split has no record of each beat.
@@ -239,20 +240,25 @@ class Ensemble:
             )
         normal_only = str(self.config.data.adapt_norm) == "normal"
         n_index = list(self.config.data.class_names).index("N") if normal_only else -1
+        rounds = int(self.config.data.get("adapt_rounds", 1)) if normal_only else 1
+        min_prob = float(self.config.data.get("adapt_min_prob", 0.0))
         out = np.zeros((len(self.seeds), len(split), self.num_classes))
         for rows in _records_of(split):
             part = split.subset(rows)
-            if normal_only:  # statistics of the beats the unadapted ensemble calls N
-                first = self._predict_split(state, part)
-                normal = np.flatnonzero(first.mean(0).argmax(-1) == n_index)
+            if not normal_only:
+                adapted = state.replace(batch_stats=self.record_stats(state, part))
+                out[:, rows] = self._predict_split(adapted, part)
+                continue
+            # Statistics of the beats the ensemble calls N: first unadapted, then (with
+            # data.adapt_rounds > 1) as the last adapted pass calls them.
+            probs = self._predict_split(state, part)
+            for _ in range(rounds):
+                normal = adapt_lib.called_normal(probs.mean(0), n_index, min_prob)
                 if len(normal) < adapt_lib.MIN_NORMAL_BEATS:
-                    out[:, rows] = first  # too few: the training statistics' prediction stands
-                    continue
-                part_stats = part.subset(normal)
-            else:
-                part_stats = part
-            adapted = state.replace(batch_stats=self.record_stats(state, part_stats))
-            out[:, rows] = self._predict_split(adapted, part)
+                    break  # too few: the last prediction stands (the first: training statistics)
+                adapted = state.replace(batch_stats=self.record_stats(state, part.subset(normal)))
+                probs = self._predict_split(adapted, part)
+            out[:, rows] = probs
         return out
 
     def record_stats(self, state: TrainState, split: data_lib.BeatData) -> Any:

@@ -95,6 +95,8 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "data.template_beats": _at_least(1),
         "data.cluster_k": _at_least(1),
         "data.adapt_norm": _one_of(ADAPTS),
+        "data.adapt_rounds": _at_least(1),
+        "data.adapt_min_prob": _unit(closed_right=False),
         "model.name": _one_of(MODELS),
         "model.hidden": _at_least(1),
         "model.num_blocks": _at_least(1),
@@ -201,6 +203,13 @@ def _cross_field(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config: data.adapt_norm='normal' takes statistics over the beats called N; "
             f"data.class_names={names} has no 'N' (use data.adapt_norm='record')"
+        )
+    refined = int(c.data.adapt_rounds) != 1 or float(c.data.adapt_min_prob) != 0.0
+    if refined and c.data.adapt_norm != "normal":
+        raise ConfigError(
+            f"config: data.adapt_rounds={c.data.adapt_rounds} and data.adapt_min_prob="
+            f"{c.data.adapt_min_prob} refine data.adapt_norm='normal' (got "
+            f"{c.data.adapt_norm!r}); set it, or leave them at 1 and 0.0"
         )
     if c.model.name == "transformer" and int(c.model.hidden) % int(c.model.num_heads):
         raise ConfigError(

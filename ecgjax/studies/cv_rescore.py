@@ -1,0 +1,140 @@
+"""Re-score a CV run's out-of-fold pool under other prediction-time settings, without retraining.
+
+Some switches act only when the model predicts: batch-norm adaptation (``data.adapt_norm``,
+``data.adapt_rounds``, ``data.adapt_min_prob``). Choosing them on the training patients needs
+the out-of-fold pool as each setting would give it, and retraining every fold for a setting that
+training never sees would only add seed noise. So each fold's checkpoint (its best epoch)
+predicts its own held-out records again with the setting changed. The result is a CV folder
+(``cv.json``, ``fold<i>/config.json``, ``oof.npz``; no checkpoints) that
+``scripts/cv_compare.py`` and ``scripts/cluster_study.py`` read like a trained one, paired beat
+for beat with the original. With no change it reproduces the run's own ``oof.npz`` (tested).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgjax import config as config_lib
+from ecgjax.data import DataError, folds
+from ecgjax.errors import UserError
+from ecgjax.evaluation import evaluate
+from ecgjax.training.checkpoint import write_json_atomic
+from ecgjax.training.crossval import pool_out_of_fold
+from ecgjax.training.validate import validate
+
+# Keys that change only how a trained model predicts, never what it learned.
+PREDICTION_KEYS = ("data.adapt_norm", "data.adapt_rounds", "data.adapt_min_prob")
+
+
+class RescoreError(UserError):
+    """The CV folder cannot be re-scored (missing parts, or a key that training would see)."""
+
+
+def default_name(cv_dir: Path, overrides: dict[str, Any]) -> str:
+    """``<run>-<key><value>...``, e.g. ``ip_cv4-adapt_rounds2``."""
+    parts = [
+        f"{key.partition('.')[2]}{value:g}"
+        if isinstance(value, float)
+        else f"{key.partition('.')[2]}{value}"
+        for key, value in sorted(overrides.items())
+    ]
+    return "-".join([cv_dir.name, *parts]) if parts else f"{cv_dir.name}-rescored"
+
+
+def rescore(
+    cv_dir: Path,
+    overrides: dict[str, Any],
+    out_dir: Path,
+    *,
+    overwrite: bool = False,
+    on_fold: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Predict every fold's held-out records with ``overrides`` and write the pool to ``out_dir``.
+
+    Returns the new ``cv.json`` content (its ``out_of_fold`` is the pooled AAMI report after the
+    run's cluster smoothing).
+
+    Raises:
+        RescoreError: a key outside :data:`PREDICTION_KEYS`, ``out_dir`` taken (without
+            ``overwrite``) or the same as ``cv_dir``, or a fold whose records no longer match.
+        DataError: ``cv_dir`` is not a complete CV run.
+        CheckpointError: a fold's checkpoint is missing or damaged.
+    """
+    bad = sorted(set(overrides) - set(PREDICTION_KEYS))
+    if bad:
+        raise RescoreError(
+            f"{', '.join(bad)}: not a prediction-time setting; re-scoring can change "
+            f"{', '.join(PREDICTION_KEYS)} (anything else needs a new CV run)"
+        )
+    cv_path = cv_dir / "cv.json"
+    if not cv_path.is_file():
+        raise DataError(
+            f"{cv_path}: not a cross-validation run (train with --config.data.cv_folds)"
+        )
+    if out_dir.resolve() == cv_dir.resolve():
+        raise RescoreError(f"{out_dir}: the output would replace the run it re-scores")
+    if out_dir.exists() and not overwrite:
+        raise RescoreError(f"{out_dir}: exists; choose another --name or pass --overwrite")
+    cv = json.loads(cv_path.read_text())
+    arrays: dict[str, list[np.ndarray]] = {"probs": [], "y": [], "record": [], "x": []}
+    configs = []
+    for i, fold in enumerate(cv["folds"]):
+        if on_fold is not None:
+            on_fold(i, len(cv["folds"]))
+        loaded = evaluate.load_ensemble(cv_dir / f"fold{i}")
+        splits = folds.load_cv(loaded.config).splits(i, loaded.config)
+        held_out = sorted(set(np.asarray(splits.val.record).astype(str)))
+        if held_out != sorted(fold["val_records"]):
+            raise RescoreError(
+                f"{cv_dir / f'fold{i}'}: its held-out records are {fold['val_records']} in "
+                f"cv.json, but the training file deals {held_out} to it now (data changed?)"
+            )
+        for key, value in overrides.items():
+            group, name = key.split(".")
+            loaded.config[group][name] = value
+        validate(loaded.config)
+        probs = loaded.ensemble.predict(loaded.state, splits.val)
+        arrays["probs"].append(probs.mean(0))
+        arrays["y"].append(splits.val.y)
+        arrays["record"].append(np.asarray(splits.val.record).astype(str))
+        arrays["x"].append(np.asarray(splits.val.x, dtype=np.float32))
+        configs.append(loaded.config)
+    pool = {key: np.concatenate(parts) for key, parts in arrays.items()}
+    config = configs[0]
+    report = pool_out_of_fold(
+        pool,
+        list(config.data.class_names),
+        float(config.data.cluster_smoothing),
+        int(config.data.cluster_k),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, fold_config in enumerate(configs):
+        (out_dir / f"fold{i}").mkdir(exist_ok=True)
+        (out_dir / f"fold{i}" / "config.json").write_text(config_lib.to_json(fold_config))
+    _save_npz(out_dir / "oof.npz", pool)
+    summary = cv | {
+        "rescored_from": str(cv_dir),
+        "overrides": overrides,
+        "out_of_fold": report,
+    }
+    write_json_atomic(out_dir / "cv.json", summary)
+    return summary
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``path`` whole or not at all (a stopped run leaves no half pool behind)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,79 @@
+"""Re-score a CV run's out-of-fold pool with other prediction-time settings (no retraining).
+
+    uv run scripts/train.py --config configs/interpatient.py --config.data.cv_folds=4 \
+        --config.train.num_seeds=3 --name ip_cv4                           # the recipe's pool
+    uv run scripts/cv_rescore.py checkpoints/ip_cv4 --adapt_norm=none      # -> ip_cv4-adapt_normnone
+    uv run scripts/cv_rescore.py checkpoints/ip_cv4 --adapt_rounds=2       # -> ip_cv4-adapt_rounds2
+    uv run scripts/cv_compare.py checkpoints/ip_cv4 checkpoints/ip_cv4-adapt_rounds2
+
+Each fold's checkpoint predicts its own held-out records again with the settings changed and
+the pool is written as a CV folder under ``checkpoints/`` (``cv.json``, ``fold<i>/config.json``,
+``oof.npz``; no model), which ``cv_compare.py`` pairs with the original beat for beat. Only the
+training patients are read: fit for choosing a setting (ecgjax/studies/cv_rescore.py).
+"""
+
+from pathlib import Path
+
+from absl import app, flags
+from rich.console import Console
+from rich.table import Table
+
+from ecgjax import cli, paths
+
+_ADAPT = flags.DEFINE_enum(
+    "adapt_norm", None, ["none", "record", "normal"], "data.adapt_norm for the new pool."
+)
+_ROUNDS = flags.DEFINE_integer("adapt_rounds", None, "data.adapt_rounds for the new pool.")
+_MIN_PROB = flags.DEFINE_float("adapt_min_prob", None, "data.adapt_min_prob for the new pool.")
+_NAME = flags.DEFINE_string(
+    "name", None, "Folder under checkpoints/ for the new pool (default: <run>-<key><value>...)."
+)
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing folder of that name.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2:
+        raise app.UsageError("give one cross-validation run folder (checkpoints/<run>)")
+    # JAX, Orbax and MLflow load after the flags: --help and usage errors answer at once.
+    from ecgjax.scoring.aami_tables import gross_rows
+    from ecgjax.scoring.aami_tables import title as aami_title
+    from ecgjax.studies import cv_rescore
+
+    cv_dir = Path(argv[1])
+    given = {
+        "data.adapt_norm": _ADAPT.value,
+        "data.adapt_rounds": _ROUNDS.value,
+        "data.adapt_min_prob": _MIN_PROB.value,
+    }
+    overrides = {key: value for key, value in given.items() if value is not None}
+    if not overrides:
+        raise app.UsageError(
+            "nothing to change: give --adapt_norm, --adapt_rounds or --adapt_min_prob"
+        )
+    name = _NAME.value or cv_rescore.default_name(cv_dir, overrides)
+    out_dir = paths.checkpoints_dir() / name
+    console = Console(width=160)
+
+    def on_fold(i: int, k: int) -> None:
+        console.print(f"fold {i + 1}/{k}: predicting its held-out records")
+
+    summary = cv_rescore.rescore(
+        cv_dir, overrides, out_dir, overwrite=_OVERWRITE.value, on_fold=on_fold
+    )
+    section = summary["out_of_fold"]
+    header, rows = gross_rows(section)
+    changes = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    table = Table(title=aami_title(section, f"{cv_dir.name} re-scored with {changes}"))
+    for col in header:
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        f"wrote {out_dir} (oof.npz, cv.json); compare: "
+        f"uv run scripts/cv_compare.py {cv_dir} {out_dir}"
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main)
