@@ -74,6 +74,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.num_heads = 4
     c.model.dropout = 0.0
     c.model.norm = "none"  # none | batch | layer
+    # With norm="batch": which beats of a training batch give batch norm its statistics, all
+    # ("batch") or those labelled N ("normal": how data.adapt_norm="normal" normalises a new
+    # patient at evaluation; pair it with sampling.name="record" so a batch is one patient).
+    c.model.bn_stats = "batch"
     c.model.pool = "flatten"  # flatten | global  (cnn2d head)
     c.model.kernel_size = 5
     c.model.se_ratio = 4

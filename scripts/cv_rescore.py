@@ -12,9 +12,11 @@ the pool is written as a CV folder under ``checkpoints/`` (``cv.json``, ``fold<i
 training patients are read: fit for choosing a setting (ecgjax/studies/cv_rescore.py).
 """
 
+import logging
 from pathlib import Path
 
 from absl import app, flags
+from absl import logging as absl_logging
 from rich.console import Console
 from rich.table import Table
 
@@ -39,6 +41,8 @@ def main(argv: list[str]) -> None:
     from ecgjax.scoring.aami_tables import title as aami_title
     from ecgjax.studies import cv_rescore
 
+    absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax logs every restore
+    logging.getLogger("absl").setLevel(logging.ERROR)
     cv_dir = Path(argv[1])
     given = {
         "data.adapt_norm": _ADAPT.value,

@@ -177,6 +177,39 @@ def test_more_rounds_take_statistics_over_the_beats_the_adapted_pass_calls_n(tra
     assert changed  # the second round is not the first one again
 
 
+def test_normal_bn_stats_train_batch_norm_on_the_batchs_n_beats() -> None:
+    import optax
+
+    from ecgjax.training import step as step_lib
+
+    y = jnp.asarray(np.r_[np.zeros(10, np.int32), np.ones(6, np.int32)])
+    x = jax.random.normal(jax.random.PRNGKey(0), (16, 192, 3)) + jnp.where(
+        y[:, None, None] == 0, 5.0, -3.0
+    )
+    data = step_lib.DeviceData(x=x, y=y, context=None)
+    tx = optax.sgd(0.0)
+
+    def loss(logits, labels, weights, traced):
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    def running_mean(norm_class: int, idx: np.ndarray) -> np.ndarray:
+        fns = step_lib.StepFns(OneNorm(), tx, loss, base_config().augment, norm_class=norm_class)
+        state = step_lib.create_train_state(jax.random.PRNGKey(1), OneNorm(), tx, 0, 3)
+        new, _ = step_lib.train_step(state, jnp.asarray(idx), data, jnp.ones(2), fns)
+        return np.asarray(new.batch_stats["BatchNorm_0"]["mean"])
+
+    every, normal = np.arange(16), np.asarray(x[:10]).mean(axis=(0, 1))
+    # Running mean = momentum * 0 + (1 - momentum) * the statistics' mean.
+    np.testing.assert_allclose(running_mean(0, every), 0.1 * normal, rtol=1e-4)
+    whole = np.asarray(x).mean(axis=(0, 1))
+    np.testing.assert_allclose(running_mean(-1, every), 0.1 * whole, rtol=1e-4)
+    few = np.r_[np.arange(5), np.arange(10, 16)]  # 5 N beats: too few, the whole batch counts
+    np.testing.assert_allclose(
+        running_mean(0, few), 0.1 * np.asarray(x[few]).mean(axis=(0, 1)), rtol=1e-4
+    )
+    assert step_lib.normal_stats_mask(y, -1) is None
+
+
 def test_adaptation_needs_records(trained) -> None:
     ens, state = trained
     split = replace(records(1), record=None, sample=None)
@@ -196,6 +229,8 @@ def test_adaptation_needs_records(trained) -> None:
             "has no 'N'",
         ),
         ({"data.adapt_norm": "record", "data.adapt_rounds": 2}, "refine data.adapt_norm='normal'"),
+        ({"model.bn_stats": "normal", "model.norm": "layer"}, "model.bn_stats='normal'"),
+        ({"model.bn_stats": "all"}, "model.bn_stats"),
         ({"data.adapt_norm": "normal", "data.adapt_rounds": 0}, "data.adapt_rounds"),
         ({"data.adapt_norm": "normal", "data.adapt_min_prob": 1.0}, "data.adapt_min_prob"),
     ],

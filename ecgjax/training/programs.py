@@ -69,6 +69,7 @@ def programs_for(
     """
     key = json.dumps({s: config[s].to_dict() for s in _KEY_SECTIONS}, sort_keys=True, default=list)
     group = strategy if strategy in ("vmap", "wide", "unrolled") else "member"
+    normal_stats = str(config.model.get("bn_stats", "batch")) == "normal"
     return _build(
         key,
         group,
@@ -79,6 +80,7 @@ def programs_for(
         context_dim,
         num_channels,
         member_hparams,
+        list(config.data.class_names).index("N") if normal_stats else -1,
     )
 
 
@@ -93,12 +95,20 @@ def _build(
     context_dim: int,
     num_channels: int,
     member_hparams: bool = False,
+    norm_class: int = -1,
 ) -> Programs:
     sections = json.loads(key)
     cfg = {s: ml_collections.ConfigDict(sections[s]) for s in _KEY_SECTIONS}
     model = create_model(cfg["model"], num_classes)
     tx = make_optimizer(cfg["optim"], steps_per_epoch, epochs)
-    fns = StepFns(model, tx, make_loss(cfg["loss"]), cfg["augment"], wide=group == "wide")
+    fns = StepFns(
+        model,
+        tx,
+        make_loss(cfg["loss"]),
+        cfg["augment"],
+        wide=group == "wide",
+        norm_class=norm_class,
+    )
     single: Callable[..., Any] = functools.partial(train_step, fns=fns)
     multi: Callable[..., Any] = functools.partial(scan_steps, fns=fns)
     predict: Callable[..., Any] = functools.partial(predict_probs, model=model, wide=fns.wide)

@@ -8,6 +8,7 @@ each seed can see its own shuffled order without copying data.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ import optax
 from jaxtyping import Array, Float, Int
 
 from ecgjax.data.augment import augment_batch
+from ecgjax.models.common import input_statistics
 from ecgjax.models.rates import traced_dropout
 from ecgjax.training.wide import convs_as_matmuls
 
@@ -56,6 +58,9 @@ class StepFns:
     loss_fn: Callable[..., Array]  # (logits, labels, class_weights, traced)
     augment_cfg: ml_collections.ConfigDict
     wide: bool = False
+    # model.bn_stats='normal': batch norm's training statistics come from the batch's beats of
+    # this class (-1: from every beat), as data.adapt_norm='normal' normalises at evaluation.
+    norm_class: int = -1
 
 
 def create_train_state(
@@ -98,6 +103,20 @@ def split_hparams(hp: Array | Mapping[str, Any]) -> tuple[Array, dict[str, Any]]
     return hp, {}
 
 
+MIN_NORMAL_IN_BATCH = 8  # model.bn_stats='normal': fewer labelled N beats use the whole batch
+
+
+def normal_stats_mask(y: Array, norm_class: int) -> Array | None:
+    """Which beats of a training batch give batch norm its statistics (``model.bn_stats``):
+    ``None`` (all, plain batch norm) when ``norm_class < 0``; else the beats labelled
+    ``norm_class``, or all of them when the batch holds fewer than
+    :data:`MIN_NORMAL_IN_BATCH` such beats (a record's run of ectopic beats)."""
+    if norm_class < 0:
+        return None
+    normal = y == norm_class
+    return jnp.where(normal.sum() >= MIN_NORMAL_IN_BATCH, normal, jnp.ones_like(normal))
+
+
 def train_step(
     state: TrainState,
     idx: Int[Array, " batch"],
@@ -116,9 +135,12 @@ def train_step(
     x, y, ctx = _gather(data, idx)
     x = augment_batch(augment_key, x, fns.augment_cfg, traced.get("augment"))
 
+    stats_mask = normal_stats_mask(y, fns.norm_class)
+    own_stats = contextlib.nullcontext() if stats_mask is None else input_statistics(stats_mask)
+
     def loss_of(params: Any) -> tuple[Array, tuple[Any, Array]]:
         variables = {"params": params, "batch_stats": state.batch_stats}
-        with convs_as_matmuls(fns.wide), traced_dropout(keep):
+        with convs_as_matmuls(fns.wide), traced_dropout(keep), own_stats:
             logits, updates = fns.model.apply(
                 variables,
                 x,

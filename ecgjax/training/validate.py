@@ -103,6 +103,7 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "model.num_heads": _at_least(1),
         "model.dropout": _unit(closed_right=False),
         "model.norm": _one_of(NORMS),
+        "model.bn_stats": _one_of(("batch", "normal")),
         "model.pool": _one_of(POOLS),
         "model.kernel_size": _at_least(1),
         "model.se_ratio": _at_least(0),
@@ -203,6 +204,12 @@ def _cross_field(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config: data.adapt_norm='normal' takes statistics over the beats called N; "
             f"data.class_names={names} has no 'N' (use data.adapt_norm='record')"
+        )
+    if c.model.bn_stats == "normal" and (c.model.norm != "batch" or "N" not in names):
+        raise ConfigError(
+            f"config: model.bn_stats='normal' trains batch norm on the statistics of each batch's "
+            f"beats labelled N; it needs model.norm='batch' (got {c.model.norm!r}) and a class "
+            f"named N (data.class_names={names})"
         )
     refined = int(c.data.adapt_rounds) != 1 or float(c.data.adapt_min_prob) != 0.0
     if refined and c.data.adapt_norm != "normal":
