@@ -103,6 +103,24 @@ N .922 -> .929 (+.007 [-.013, +.022]), S .930/.354 -> .938/.346, V .817/.909 -> 
 S .833/.365 -> .694/.293 (-.139 [-.302, +.129]), V .744/.958 -> .777/.956, accuracy .936 ->
 .941. ``evaluate.py --adapt_norm=none`` turns it off.
 
+Two refinements of ``normal`` were tried on a fresh pool (3 seeds per fold, seeds 20-22,
+``ip_cv4_3s_s20``; each fold's checkpoint re-scored with ``scripts/cv_rescore.py``) and left
+out (session 9 in ``report/journal.md``): a second round, with statistics over the beats the
+adapted pass calls N (``data.adapt_rounds=2``: V Se -.006 [-.016, -.001], N Se -.000), and
+only beats with P(N) >= 0.9 (``data.adapt_min_prob=0.9``: V Se +.016 but N Se -.042 [-.107,
+-.004]). On that pool ``normal`` against none again gained (N Se +.035, S Se +.375, S +P +.098,
+V Se +.009, accuracy +.039 [+.004, +.098]). Per-record class priors estimated by EM
+(Saerens et al. 2002), a post-processing, failed badly on the same pool (N Se -.303: F
+swallowed the normal beats) and is not built in. Training batch norm the way ``normal``
+normalises (``model.bn_stats='normal'`` with ``sampling.name='record'``: each batch one record,
+normalised by its beats labelled N) cost V Se .068 [-.167, -.016] and S Se .120 on the same
+folds and seeds, and is left out.
+
+Retrained on 2026-12-03 (session 9), the DS1 ensemble gave the same DS2 figures to the last
+digit; the DS2 ensemble gave N .971, S .660/.292, V .779/.956, accuracy .943 on DS1 (against
+.969, .694/.293, .777/.956, .941 above: its best epoch is now chosen with the adaptation in
+validation).
+
 Variants: ``reverse`` swaps the roles (DS2 -> DS1, the second look); ``irregular`` (above);
 ``causal`` uses only
 past beats (the running median of the previous 64 beats as the template, causal RR

@@ -176,7 +176,16 @@ def test_test_file_with_other_classes_or_no_rr_columns(
     write_synthetic_split(two, 2, 20, seed=6, num_classes=2)
     test, _ = evaluate.load_data(loaded, two)
     report = evaluate.evaluate(loaded, test, name="two", write=False, log_mlflow=False)
-    assert "no beats of class V, F, Q" in report["warnings"][-1]
+    assert "no beats of class V, F, Q" in report["warnings"][-1] and report["finished"]
+    # A run still training (or interrupted) keeps its resume note: evaluation says so.
+    note = run_dir / "RESUME.txt"
+    note.write_text("running")
+    try:
+        early = evaluate.evaluate(loaded, test, name="two", write=False, log_mlflow=False)
+    finally:
+        note.unlink()
+    assert not early["finished"]
+    assert f"epoch {loaded.epoch}, not the finished run's" in early["warnings"][-1]
     # An RR-context model needs record/sample columns in the test file.
     x, y = np.random.default_rng(0).random((20, 187)), np.arange(20) % 5
     bare = tmp_path / "no_record.parq"

@@ -35,6 +35,7 @@ from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.scoring import operating_point as op_lib
 from ecgjax.tracking import Tracker
 from ecgjax.training import checkpoint as ckpt
+from ecgjax.training import rundir
 from ecgjax.training.engine import Ensemble
 from ecgjax.training.run import smooth_by_cluster
 from ecgjax.training.step import TrainState
@@ -55,6 +56,11 @@ class Loaded:
     which: str
     epoch: int
     decision: dict[str, Any] | None = None  # class offsets (attach_decision), part of predict
+
+    @property
+    def finished(self) -> bool:
+        """False while the run is training or after it was interrupted (its resume note)."""
+        return not (self.run_dir / rundir.RESUME_NOTE).is_file()
 
     @property
     def class_names(self) -> list[str]:
@@ -313,7 +319,8 @@ def evaluate(
         "patient_overlap": patients,
         "metrics": metrics_lib.ensemble_report(probs, split.y, loaded.num_classes),
         "aami": {"ensemble": section, "seeds": seeds},
-        "warnings": _warnings(split, names, patients),
+        "finished": loaded.finished,
+        "warnings": _warnings(split, names, patients) + _unfinished(loaded),
         "operating_point": None,
     }
     if val is not None:
@@ -337,6 +344,16 @@ def checkpoint_label(run_dir: Path) -> str:
         return run_dir.resolve().relative_to(paths.checkpoints_dir().resolve()).as_posix()
     except ValueError:
         return run_dir.name
+
+
+def _unfinished(loaded: Loaded) -> list[str]:
+    if loaded.finished:
+        return []
+    return [
+        f"{loaded.run_dir}: the run has not finished (it is still training, or it was "
+        f"interrupted; {rundir.RESUME_NOTE} is there): this is its {loaded.which} state so far, "
+        f"epoch {loaded.epoch}, not the finished run's"
+    ]
 
 
 def _warnings(split: data_lib.BeatData, names: list[str], patients: dict[str, Any]) -> list[str]:
