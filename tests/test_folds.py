@@ -183,6 +183,7 @@ def test_two_fold_training_run(project: Path) -> None:
         ({"optim.learning_rate": 1.0}, "x", "not a prediction-time setting"),
         (changes, out.name, "exists"),
         (changes, "cv", "would replace the run"),
+        ({"data.adapt_norm": "record", "data.adapt_rounds": 2}, "z", "refine"),
     ]:
         with pytest.raises(UserError, match=needle):
             cv_rescore.rescore(run_dir, overrides, project / "checkpoints" / target)

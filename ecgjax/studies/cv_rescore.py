@@ -83,6 +83,10 @@ def rescore(
     if out_dir.exists() and not overwrite:
         raise RescoreError(f"{out_dir}: exists; choose another --name or pass --overwrite")
     cv = json.loads(cv_path.read_text())
+    first = cv_dir / "fold0" / "config.json"
+    if not first.is_file():
+        raise DataError(f"{first}: missing; the CV run is incomplete or damaged")
+    validate(_changed(config_lib.from_json(first.read_text()), overrides))  # before any work
     arrays: dict[str, list[np.ndarray]] = {"probs": [], "y": [], "record": [], "x": []}
     configs = []
     for i, fold in enumerate(cv["folds"]):
@@ -96,10 +100,7 @@ def rescore(
                 f"{cv_dir / f'fold{i}'}: its held-out records are {fold['val_records']} in "
                 f"cv.json, but the training file deals {held_out} to it now (data changed?)"
             )
-        for key, value in overrides.items():
-            group, name = key.split(".")
-            loaded.config[group][name] = value
-        validate(loaded.config)
+        validate(_changed(loaded.config, overrides))  # in place: the ensemble reads it
         probs = loaded.ensemble.predict(loaded.state, splits.val)
         arrays["probs"].append(probs.mean(0))
         arrays["y"].append(splits.val.y)
@@ -126,6 +127,14 @@ def rescore(
     }
     write_json_atomic(out_dir / "cv.json", summary)
     return summary
+
+
+def _changed(config: Any, overrides: dict[str, Any]) -> Any:
+    """``config`` with ``overrides`` set in place (dotted keys), returned for chaining."""
+    for key, value in overrides.items():
+        group, name = key.split(".")
+        config[group][name] = value
+    return config
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
