@@ -13,8 +13,6 @@ for beat with the original. With no change it reproduces the run's own ``oof.npz
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from ecgjax import config as config_lib
 from ecgjax.data import DataError, folds
 from ecgjax.errors import UserError
 from ecgjax.evaluation import evaluate
-from ecgjax.training.checkpoint import write_json_atomic
+from ecgjax.training.checkpoint import write_atomic, write_json_atomic
 from ecgjax.training.crossval import pool_out_of_fold
 from ecgjax.training.validate import validate
 
@@ -86,21 +84,25 @@ def rescore(
     first = cv_dir / "fold0" / "config.json"
     if not first.is_file():
         raise DataError(f"{first}: missing; the CV run is incomplete or damaged")
-    validate(_changed(config_lib.from_json(first.read_text()), overrides))  # before any work
+    config = config_lib.from_json(first.read_text())
+    config.update_from_flattened_dict(overrides)
+    validate(config)  # a bad combination fails before any fold is loaded
+    cv_data = folds.load_cv(config)  # the training file, once: every fold deals from it
     arrays: dict[str, list[np.ndarray]] = {"probs": [], "y": [], "record": [], "x": []}
     configs = []
     for i, fold in enumerate(cv["folds"]):
         if on_fold is not None:
             on_fold(i, len(cv["folds"]))
         loaded = evaluate.load_ensemble(cv_dir / f"fold{i}")
-        splits = folds.load_cv(loaded.config).splits(i, loaded.config)
+        splits = cv_data.splits(i, loaded.config)
         held_out = sorted(set(np.asarray(splits.val.record).astype(str)))
         if held_out != sorted(fold["val_records"]):
             raise RescoreError(
                 f"{cv_dir / f'fold{i}'}: its held-out records are {fold['val_records']} in "
                 f"cv.json, but the training file deals {held_out} to it now (data changed?)"
             )
-        validate(_changed(loaded.config, overrides))  # in place: the ensemble reads it
+        loaded.config.update_from_flattened_dict(overrides)  # in place: the ensemble reads it
+        validate(loaded.config)
         probs = loaded.ensemble.predict(loaded.state, splits.val)
         arrays["probs"].append(probs.mean(0))
         arrays["y"].append(splits.val.y)
@@ -108,7 +110,6 @@ def rescore(
         arrays["x"].append(np.asarray(splits.val.x, dtype=np.float32))
         configs.append(loaded.config)
     pool = {key: np.concatenate(parts) for key, parts in arrays.items()}
-    config = configs[0]
     report = pool_out_of_fold(
         pool,
         list(config.data.class_names),
@@ -119,7 +120,11 @@ def rescore(
     for i, fold_config in enumerate(configs):
         (out_dir / f"fold{i}").mkdir(exist_ok=True)
         (out_dir / f"fold{i}" / "config.json").write_text(config_lib.to_json(fold_config))
-    _save_npz(out_dir / "oof.npz", pool)
+    write_atomic(  # whole or not at all: a stopped run leaves no half pool behind
+        out_dir / "oof.npz",
+        lambda f: np.savez_compressed(f, **pool),  # type: ignore[arg-type]
+        binary=True,
+    )
     summary = cv | {
         "rescored_from": str(cv_dir),
         "overrides": overrides,
@@ -127,23 +132,3 @@ def rescore(
     }
     write_json_atomic(out_dir / "cv.json", summary)
     return summary
-
-
-def _changed(config: Any, overrides: dict[str, Any]) -> Any:
-    """``config`` with ``overrides`` set in place (dotted keys), returned for chaining."""
-    for key, value in overrides.items():
-        group, name = key.split(".")
-        config[group][name] = value
-    return config
-
-
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``path`` whole or not at all (a stopped run leaves no half pool behind)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orbax.checkpoint as ocp
 
@@ -30,18 +31,24 @@ class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, damaged or does not match the config it is restored with."""
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON via a temp file and rename, so readers never see half a file."""
+def write_atomic(path: Path, write: Callable[[IO[Any]], None], *, binary: bool = False) -> None:
+    """Write ``path`` through ``write(file)`` into a temp file and rename, so readers never see
+    half a file and a stopped writer leaves the old one (or none) behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON via a temp file and rename, so readers never see half a file."""
+    write_atomic(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True, default=str))
 
 
 def _manager(directory: Path, *, async_save: bool) -> ocp.CheckpointManager:

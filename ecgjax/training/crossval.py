@@ -27,7 +27,7 @@ from ecgjax.data import folds
 from ecgjax.scoring import aami, aami_tables, clusters
 from ecgjax.tracking import Tracker, process_tags
 from ecgjax.training import rundir
-from ecgjax.training.checkpoint import write_json_atomic
+from ecgjax.training.checkpoint import write_atomic, write_json_atomic
 from ecgjax.training.experiment import console, train_run
 from ecgjax.training.run import RunResult
 
@@ -172,7 +172,11 @@ def train_cv(
     out = CVResult(run_dir, results, score, epoch_means)
     arrays = out_of_fold_arrays(results, fold_splits)  # None when a fold has no record ids
     if arrays is not None:
-        np.savez_compressed(run_dir / "oof.npz", **arrays)  # type: ignore[arg-type]
+        write_atomic(
+            run_dir / "oof.npz",
+            lambda f: np.savez_compressed(f, **arrays),  # type: ignore[arg-type]
+            binary=True,
+        )
         out.out_of_fold = pool_out_of_fold(
             arrays, names, float(config.data.cluster_smoothing), int(config.data.cluster_k)
         )
