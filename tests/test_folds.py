@@ -15,8 +15,9 @@ from ecgjax import paths
 from ecgjax.data import folds
 from ecgjax.errors import UserError
 from ecgjax.scoring import clusters, decision
-from ecgjax.studies import cluster_study, cv_compare, cv_rescore, decision_study
+from ecgjax.studies import cluster_study, cv_compare, cv_rescore, decision_study, tree_blend
 from ecgjax.training import checkpoint as ckpt
+from ecgjax.training import trees
 from ecgjax.training.crossval import pool_out_of_fold, train_cv
 from ecgjax.training.experiment import train_run
 
@@ -189,6 +190,31 @@ def test_two_fold_training_run(project: Path) -> None:
             cv_rescore.rescore(run_dir, overrides, project / "checkpoints" / target)
     with pytest.raises(data_lib.DataError, match="not a cross-validation run"):
         cv_rescore.rescore(project / "checkpoints", changes, project / "checkpoints" / "y")
+
+    # The tree blend: trees fitted per fold on the fold's training records, blended into the
+    # pool beat for beat. Weight 0 is the pool; weight 1 is each fold's trees on its held-out
+    # records, as fitting them directly gives.
+    small = trees.TreeParams(max_iter=10, min_samples_leaf=5)
+    ckpts = project / "checkpoints"
+    zero = tree_blend.blend_pool(run_dir, 0.0, ckpts / "t0", params=small)
+    assert zero["out_of_fold"]["gross"]["accuracy"] == pytest.approx(oof["gross"]["accuracy"])
+    tree_blend.blend_pool(run_dir, 1.0, ckpts / tree_blend.default_name(run_dir, 1.0), params=small)
+    direct = []
+    for i in range(2):
+        fold = cv.splits(i, config)
+        direct.append(trees.fit(fold.train, small).predict(fold.val))
+    with np.load(ckpts / "cv-trees1" / "oof.npz") as alone:
+        np.testing.assert_allclose(alone["probs"], np.concatenate(direct), atol=1e-6)
+        np.testing.assert_array_equal(alone["y"], y)
+    assert trees.load(ckpts / "cv-trees1" / "fold1").params == small
+    assert cv_compare.compare(run_dir, ckpts / "cv-trees1", resamples=20)["beats"] == len(pool)
+    for weight, target, needle in [
+        (0.5, "t0", "exists"),
+        (0.5, "cv", "would replace the run"),
+        (1.5, "t2", r"--weight must be in \[0, 1\]"),
+    ]:
+        with pytest.raises(UserError, match=needle):
+            tree_blend.blend_pool(run_dir, weight, ckpts / target, params=small)
 
     client = MlflowClient(paths.mlflow_uri())
     runs = client.search_runs([client.get_experiment_by_name("ecgjax-train").experiment_id])

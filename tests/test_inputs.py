@@ -110,6 +110,37 @@ def test_neighbours_stay_inside_their_record() -> None:
         np.testing.assert_array_equal(out[rows[:-1], :, 1], x[rows[1:]])
 
 
+def test_centred_channel_shows_the_signal_before_each_r_peak() -> None:
+    """Cut beats from one continuous signal as prepare does; 'centred' must restore the samples
+    before each R peak from the previous window, and zeros where that window ends first."""
+    n, pre = data_lib.FEATURE_LEN, inputs.PRE_SAMPLES
+    signal = np.random.default_rng(5).uniform(size=2000).astype(np.float32)
+    peaks = np.array([10, 150, 260, 500, 620])  # gaps 140, 110, 240 (a pause), 120
+    lengths = [150, 150, 180, 150, 150]  # about 1.2 x the local median RR, as prepare cuts
+    x = np.zeros((len(peaks), n), np.float32)
+    for i, (r, length) in enumerate(zip(peaks, lengths, strict=True)):
+        x[i, :length] = signal[r : r + length]
+    perm = np.array([3, 0, 4, 1, 2])  # file order is not time order
+    x, sample, record = x[perm], peaks[perm], np.array(["a"] * 5)
+    lead2 = x[:, ::-1].copy()
+    out = inputs.build_channels(x, record, sample, lead2, _cfg("centred,centred_lead2"), "f")
+    assert out.shape == (5, n, 2)
+    rows = np.argsort(sample)
+    np.testing.assert_array_equal(out[:, pre:, 0], x[:, : n - pre])
+    np.testing.assert_array_equal(out[rows[0], :pre, 0], 0.0)  # the record's first beat
+    for i in (1, 2, 4):  # the previous window reaches this R peak: the true signal
+        r = peaks[i]
+        np.testing.assert_array_equal(out[rows[i], :pre, 0], signal[r - pre : r])
+    # After the pause the previous window (260..439) stops 60 samples short of R at 500.
+    np.testing.assert_array_equal(out[rows[3], : pre - 60, 0], signal[500 - pre : 440])
+    np.testing.assert_array_equal(out[rows[3], pre - 60 : pre, 0], 0.0)
+    np.testing.assert_array_equal(
+        out[..., 1], inputs.centred(lead2, inputs.record_groups(record, sample), sample)
+    )
+    with pytest.raises(ValueError, match=r"my\.parq: .*centred_lead2"):
+        inputs.build_channels(x, record, sample, None, _cfg("centred_lead2"), "my.parq")
+
+
 def test_missing_columns_are_clear_errors() -> None:
     x, record, sample = _records()
     with pytest.raises(ValueError, match="needs the 'record' and 'sample'"):

@@ -17,6 +17,14 @@ stacked along the last axis of the model input ``(N, 192, C)``:
   neighbouring beats, so a premature beat is seen next to the normal ones around it.
 - ``lead2``: the same beat cut from the record's second lead (zeros where the record has
   only one; ``BeatData.lead2``), so a model still runs on one-lead data.
+- ``centred`` / ``centred_lead2``: the ``PRE_SAMPLES`` samples (512 ms) before the R peak, then
+  the beat's first ``187 - PRE_SAMPLES``. Every beat window starts at its R peak, so without
+  this the model never sees the beat's own P wave (an early abnormal P marks an atrial
+  premature beat; none, with an irregular rhythm, marks atrial fibrillation) or QRS onset. The
+  samples come from the previous beat's window of the same record (the same normalised
+  signal), so no new data columns are needed; where that window ends before them (after a
+  pause longer than its 1.2 median RR) and for a record's first beat they are zeros. Past
+  beats only, so causal.
 
 Records are ordered by ``sample`` and must be whole: :func:`ecgjax.data.attach_inputs` builds
 the channels over the union of train and test, as :func:`ecgjax.data.joint_context` does for
@@ -31,9 +39,19 @@ import numpy as np
 
 from ecgjax.data.rr import record_groups
 
-CHANNELS = ("beat", "template", "beat_minus_template", "prev", "next", "lead2")
+CHANNELS = (
+    "beat",
+    "template",
+    "beat_minus_template",
+    "prev",
+    "next",
+    "lead2",
+    "centred",
+    "centred_lead2",
+)
 TEMPLATES = ("record", "causal")
-_NEEDS_RECORDS = {"template", "beat_minus_template", "prev", "next"}
+_NEEDS_RECORDS = {"template", "beat_minus_template", "prev", "next", "centred", "centred_lead2"}
+PRE_SAMPLES = 64  # before the R peak: 512 ms at 125 Hz, the P wave and the QRS onset
 
 
 def parse_channels(spec: str) -> tuple[str, ...]:
@@ -125,6 +143,30 @@ def neighbours(x: np.ndarray, groups: list[np.ndarray], offset: int) -> np.ndarr
     return out
 
 
+def centred(x: np.ndarray, groups: list[np.ndarray], sample: np.ndarray) -> np.ndarray:
+    """Each beat shifted right by ``PRE_SAMPLES``, the gap filled from the previous beat's window.
+
+    Beat ``i`` starts at R peak ``sample[i]``; its previous beat's window starts ``d`` samples
+    earlier, so the samples before ``i``'s R peak are that window's ``d - PRE_SAMPLES .. d - 1``
+    (zeros where the window is shorter, or ``d`` too small to reach back that far).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    n = x.shape[1]
+    out = np.zeros_like(x)
+    out[:, PRE_SAMPLES:] = x[:, : n - PRE_SAMPLES]
+    sample = np.asarray(sample, dtype=np.int64)
+    offsets = np.arange(PRE_SAMPLES) - PRE_SAMPLES
+    for g in groups:
+        if len(g) < 2:
+            continue
+        d = np.diff(sample[g])
+        idx = d[:, None] + offsets[None, :]
+        valid = (idx >= 0) & (idx < n)
+        vals = np.take_along_axis(x[g[:-1]], np.clip(idx, 0, n - 1), axis=1)
+        out[g[1:], :PRE_SAMPLES] = np.where(valid, vals, 0.0)
+    return out
+
+
 def build_channels(
     x: np.ndarray,
     record: np.ndarray | None,
@@ -166,11 +208,14 @@ def build_channels(
             out.append(x - template())
         elif name in ("prev", "next"):
             out.append(neighbours(x, groups, -1 if name == "prev" else 1))
-        else:  # lead2
+        elif name == "centred":
+            out.append(centred(x, groups, np.asarray(sample)))
+        else:  # lead2, centred_lead2
             if lead2 is None:
                 raise ValueError(
-                    f"{source}: data.channels asks for 'lead2' but the file has no "
+                    f"{source}: data.channels asks for {name!r} but the file has no "
                     "second-lead columns (re-prepare it with scripts/prepare_data.py --force)"
                 )
-            out.append(np.asarray(lead2, dtype=np.float32))
+            second = np.asarray(lead2, dtype=np.float32)
+            out.append(second if name == "lead2" else centred(second, groups, np.asarray(sample)))
     return np.stack(out, axis=-1)
