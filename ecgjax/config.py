@@ -84,6 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.rr_context = False  # fuse R-R (rhythm) features; needs record/sample columns
     c.model.rr_width = 32  # rhythm branch width (models.classifier.ContextFusion)
     c.model.rr_beat_dropout = 0.0  # modality dropout of the beat embedding, rr_context only
+    c.model.rr_rhythm_dropout = 0.0  # the same for the rhythm embedding (morphology alone)
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "ce"  # ce | weighted_ce | focal | weighted_focal

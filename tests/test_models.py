@@ -171,9 +171,25 @@ def test_beat_dropout_drops_whole_beat_embeddings_only_in_training():
     np.testing.assert_allclose(fusion.apply(v, h, ctx, train=False)[:, :6], h)
 
 
+def test_rhythm_dropout_drops_whole_rhythm_embeddings_only_in_training():
+    fusion = ContextFusion(True, width=4, rhythm_dropout=0.3)
+    h = jnp.ones((1000, 6))
+    ctx = jnp.full((1000, 2), 2.0)
+    v = fusion.init(jax.random.key(0), h, ctx, train=False)
+    full = np.asarray(fusion.apply(v, h, ctx, train=False))
+    assert np.abs(full[:, 6:]).sum(axis=1).min() > 0  # every row has a rhythm to drop
+    out = np.asarray(fusion.apply(v, h, ctx, train=True, rngs={"dropout": jax.random.key(1)}))
+    dropped = np.abs(out[:, 6:]).sum(axis=1) == 0
+    assert 0.25 < dropped.mean() < 0.35
+    np.testing.assert_allclose(out[~dropped, 6:], full[~dropped, 6:])  # kept whole, not rescaled
+    np.testing.assert_allclose(out[:, :6], h)  # the beat embedding is untouched
+
+
 def test_bad_rhythm_branch_settings_raise():
     with pytest.raises(ValueError, match=r"model\.rr_beat_dropout"):
         create_model(model_cfg("resnet1d", rr_beat_dropout=1.0), NUM_CLASSES)
+    with pytest.raises(ValueError, match=r"model\.rr_rhythm_dropout"):
+        create_model(model_cfg("resnet1d", rr_rhythm_dropout=-0.1), NUM_CLASSES)
     with pytest.raises(ValueError, match=r"model\.rr_width"):
         create_model(model_cfg("gru", rr_width=0), NUM_CLASSES)
 
@@ -181,6 +197,7 @@ def test_bad_rhythm_branch_settings_raise():
 def test_encoders_leave_fusion_and_head_to_the_classifier():
     head_fields = {f.name for f in dataclasses.fields(Classifier)} - {"parent", "name", "encoder"}
     assert {"dropout", "num_classes", "rr_context", "rr_width", "rr_beat_dropout"} <= head_fields
+    assert "rr_rhythm_dropout" in head_fields
     head_fields -= {"dropout"}  # GRU and Transformer also use it inside the encoder
     for name, encoder in MODELS.items():
         assert issubclass(encoder, Encoder), name
