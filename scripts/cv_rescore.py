@@ -18,7 +18,6 @@ from pathlib import Path
 from absl import app, flags
 from absl import logging as absl_logging
 from rich.console import Console
-from rich.table import Table
 
 from ecgjax import cli, paths
 
@@ -37,8 +36,7 @@ def main(argv: list[str]) -> None:
     if len(argv) != 2:
         raise app.UsageError("give one cross-validation run folder (checkpoints/<run>)")
     # JAX, Orbax and MLflow load after the flags: --help and usage errors answer at once.
-    from ecgjax.scoring.aami_tables import gross_rows
-    from ecgjax.scoring.aami_tables import title as aami_title
+    from ecgjax.scoring.aami_tables import gross_table
     from ecgjax.studies import cv_rescore
 
     absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax logs every restore
@@ -65,14 +63,8 @@ def main(argv: list[str]) -> None:
         cv_dir, overrides, out_dir, overwrite=_OVERWRITE.value, on_fold=on_fold
     )
     section = summary["out_of_fold"]
-    header, rows = gross_rows(section)
     changes = ", ".join(f"{k}={v}" for k, v in overrides.items())
-    table = Table(title=aami_title(section, f"{cv_dir.name} re-scored with {changes}"))
-    for col in header:
-        table.add_column(col, justify="left" if col == "class" else "right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    console.print(gross_table(section, f"{cv_dir.name} re-scored with {changes}"))
     console.print(
         f"wrote {out_dir} (oof.npz, cv.json); compare: "
         f"uv run scripts/cv_compare.py {cv_dir} {out_dir}"

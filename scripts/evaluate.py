@@ -22,8 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ecgjax import cli
-from ecgjax.scoring.aami_tables import gross_rows
-from ecgjax.scoring.aami_tables import title as aami_title
+from ecgjax.scoring.aami_tables import gross_table
 
 _RUN_ID = flags.DEFINE_string("run_id", None, "MLflow run id instead of a checkpoint folder.")
 _DATA = flags.DEFINE_string("data", None, "Parquet test file; default: the config's test split.")
@@ -145,14 +144,7 @@ def operating_table(report: dict[str, Any]) -> Table:
 
 def aami_table(report: dict[str, Any]) -> Table:
     """Gross Se, +P, FPR per class of the ensemble, with record-bootstrap CIs."""
-    section = report["aami"]["ensemble"]
-    header, rows = gross_rows(section)
-    t = Table(title=aami_title(section, f"ensemble on {beats_title(report)}"))
-    for col in header:
-        t.add_column(col, justify="left" if col == "class" else "right")
-    for row in rows:
-        t.add_row(*row)
-    return t
+    return gross_table(report["aami"]["ensemble"], f"ensemble on {beats_title(report)}")
 
 
 def floor_lines(report: dict[str, Any]) -> list[str]:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from absl import app, flags
 from rich.console import Console
-from rich.table import Table
 
 from ecgjax import cli, paths
 
@@ -30,8 +29,7 @@ def main(argv: list[str]) -> None:
     if len(argv) != 2:
         raise app.UsageError("give one cross-validation run folder (checkpoints/<run>)")
     # scikit-learn, JAX and the data load after the flags: --help and usage errors answer at once.
-    from ecgjax.scoring.aami_tables import gross_rows
-    from ecgjax.scoring.aami_tables import title as aami_title
+    from ecgjax.scoring.aami_tables import gross_table
     from ecgjax.studies import tree_blend
 
     cv_dir = Path(argv[1])
@@ -46,15 +44,7 @@ def main(argv: list[str]) -> None:
         cv_dir, _WEIGHT.value, out_dir, overwrite=_OVERWRITE.value, on_fold=on_fold
     )
     section = summary["out_of_fold"]
-    header, rows = gross_rows(section)
-    table = Table(
-        title=aami_title(section, f"{cv_dir.name} blended with trees (w={_WEIGHT.value:g})")
-    )
-    for col in header:
-        table.add_column(col, justify="left" if col == "class" else "right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    console.print(gross_table(section, f"{cv_dir.name} blended with trees (w={_WEIGHT.value:g})"))
     console.print(
         f"wrote {out_dir} (oof.npz, cv.json, fold<i>/trees.pkl); compare: "
         f"uv run scripts/cv_compare.py {cv_dir} {out_dir}"

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from rich.table import Table
 
 from ecgjax.scoring.aami import STAT_LABELS, STATS, macro_classes, nanmean, number
 
@@ -50,6 +51,17 @@ def gross_rows(section: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         rows[-2] += [_fmt(avg["macro"]["se"]), _fmt(avg["macro"]["ppv"])]
         rows[-1] += [_fmt(avg["accuracy"]), ""]
     return header, rows
+
+
+def gross_table(section: dict[str, Any], what: str) -> Table:
+    """The gross table as the scripts print it, titled with :func:`title`."""
+    header, rows = gross_rows(section)
+    table = Table(title=title(section, what))
+    for col in header:
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def title(section: dict[str, Any], what: str) -> str:

@@ -12,18 +12,16 @@ for beat with the original. With no change it reproduces the run's own ``oof.npz
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ecgjax import config as config_lib
-from ecgjax.data import DataError, folds
+from ecgjax.data import folds
 from ecgjax.errors import UserError
 from ecgjax.evaluation import evaluate
-from ecgjax.training.checkpoint import write_atomic, write_json_atomic
+from ecgjax.studies import derived
 from ecgjax.training.crossval import pool_out_of_fold
 from ecgjax.training.validate import validate
 
@@ -71,20 +69,7 @@ def rescore(
             f"{', '.join(bad)}: not a prediction-time setting; re-scoring can change "
             f"{', '.join(PREDICTION_KEYS)} (anything else needs a new CV run)"
         )
-    cv_path = cv_dir / "cv.json"
-    if not cv_path.is_file():
-        raise DataError(
-            f"{cv_path}: not a cross-validation run (train with --config.data.cv_folds)"
-        )
-    if out_dir.resolve() == cv_dir.resolve():
-        raise RescoreError(f"{out_dir}: the output would replace the run it re-scores")
-    if out_dir.exists() and not overwrite:
-        raise RescoreError(f"{out_dir}: exists; choose another --name or pass --overwrite")
-    cv = json.loads(cv_path.read_text())
-    first = cv_dir / "fold0" / "config.json"
-    if not first.is_file():
-        raise DataError(f"{first}: missing; the CV run is incomplete or damaged")
-    config = config_lib.from_json(first.read_text())
+    cv, config = derived.open_source(cv_dir, out_dir, overwrite=overwrite, error=RescoreError)
     config.update_from_flattened_dict(overrides)
     validate(config)  # a bad combination fails before any fold is loaded
     cv_data = folds.load_cv(config)  # the training file, once: every fold deals from it
@@ -116,19 +101,10 @@ def rescore(
         float(config.data.cluster_smoothing),
         int(config.data.cluster_k),
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for i, fold_config in enumerate(configs):
-        (out_dir / f"fold{i}").mkdir(exist_ok=True)
-        (out_dir / f"fold{i}" / "config.json").write_text(config_lib.to_json(fold_config))
-    write_atomic(  # whole or not at all: a stopped run leaves no half pool behind
-        out_dir / "oof.npz",
-        lambda f: np.savez_compressed(f, **pool),  # type: ignore[arg-type]
-        binary=True,
-    )
     summary = cv | {
         "rescored_from": str(cv_dir),
         "overrides": overrides,
         "out_of_fold": report,
     }
-    write_json_atomic(out_dir / "cv.json", summary)
+    derived.write(out_dir, configs, pool, summary)
     return summary

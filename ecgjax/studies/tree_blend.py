@@ -10,7 +10,6 @@ pairs with the original beat for beat. No test file is read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -19,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from ecgjax import config as config_lib
-from ecgjax.data import DataError, folds
+from ecgjax.data import folds
 from ecgjax.errors import UserError
+from ecgjax.studies import derived
 from ecgjax.studies.cluster_study import load_oof
 from ecgjax.training import trees
-from ecgjax.training.checkpoint import write_atomic, write_json_atomic
 from ecgjax.training.crossval import pool_out_of_fold
 
 
@@ -57,20 +56,7 @@ def blend_pool(
     """
     if not 0.0 <= weight <= 1.0:
         raise TreeBlendError(f"--weight must be in [0, 1], got {weight}")
-    cv_path = cv_dir / "cv.json"
-    if not cv_path.is_file():
-        raise DataError(
-            f"{cv_path}: not a cross-validation run (train with --config.data.cv_folds)"
-        )
-    if out_dir.resolve() == cv_dir.resolve():
-        raise TreeBlendError(f"{out_dir}: the output would replace the run it blends")
-    if out_dir.exists() and not overwrite:
-        raise TreeBlendError(f"{out_dir}: exists; choose another --name or pass --overwrite")
-    cv = json.loads(cv_path.read_text())
-    first = cv_dir / "fold0" / "config.json"
-    if not first.is_file():
-        raise DataError(f"{first}: missing; the CV run is incomplete or damaged")
-    config = config_lib.from_json(first.read_text())
+    cv, config = derived.open_source(cv_dir, out_dir, overwrite=overwrite, error=TreeBlendError)
     oof = load_oof(cv_dir)
     cv_data = folds.load_cv(config)
     params = params or trees.TreeParams()
@@ -107,21 +93,16 @@ def blend_pool(
         float(config.data.cluster_smoothing),
         int(config.data.cluster_k),
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for i, model in enumerate(models):
-        fold_dir = out_dir / f"fold{i}"
-        fold_dir.mkdir(exist_ok=True)
-        (fold_dir / "config.json").write_text((cv_dir / f"fold{i}" / "config.json").read_text())
-        trees.save(model, fold_dir)
-    write_atomic(  # whole or not at all
-        out_dir / "oof.npz",
-        lambda f: np.savez_compressed(f, **pool),  # type: ignore[arg-type]
-        binary=True,
-    )
     summary = cv | {
         "blended_from": str(cv_dir),
         "tree_blend": {"weight": weight, "params": asdict(params)},
         "out_of_fold": report,
     }
-    write_json_atomic(out_dir / "cv.json", summary)
+    fold_configs = [
+        config_lib.from_json((cv_dir / f"fold{i}" / "config.json").read_text())
+        for i in range(len(models))
+    ]
+    for i, model in enumerate(models):  # before cv.json, which marks the folder complete
+        trees.save(model, out_dir / f"fold{i}")
+    derived.write(out_dir, fold_configs, pool, summary)
     return summary

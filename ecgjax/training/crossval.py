@@ -263,10 +263,4 @@ def _print_table(
             f"{int(top['epoch'])} ({top[key]:.4f}). Folds: {out.run_dir}/fold<i>; summary cv.json"
         )
     if out.out_of_fold is not None:
-        header, rows = aami_tables.gross_rows(out.out_of_fold)
-        pooled = Table(title=aami_tables.title(out.out_of_fold, "Pooled out-of-fold predictions"))
-        for col in header:
-            pooled.add_column(col, justify="right")
-        for row in rows:
-            pooled.add_row(*row)
-        console.print(pooled)
+        console.print(aami_tables.gross_table(out.out_of_fold, "Pooled out-of-fold predictions"))
