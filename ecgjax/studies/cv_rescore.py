@@ -22,7 +22,6 @@ from ecgjax.data import folds
 from ecgjax.errors import UserError
 from ecgjax.evaluation import evaluate
 from ecgjax.studies import derived
-from ecgjax.training.crossval import pool_out_of_fold
 from ecgjax.training.validate import validate
 
 # Keys that change only how a trained model predicts, never what it learned.
@@ -95,16 +94,5 @@ def rescore(
         arrays["x"].append(np.asarray(splits.val.x, dtype=np.float32))
         configs.append(loaded.config)
     pool = {key: np.concatenate(parts) for key, parts in arrays.items()}
-    report = pool_out_of_fold(
-        pool,
-        list(config.data.class_names),
-        float(config.data.cluster_smoothing),
-        int(config.data.cluster_k),
-    )
-    summary = cv | {
-        "rescored_from": str(cv_dir),
-        "overrides": overrides,
-        "out_of_fold": report,
-    }
-    derived.write(out_dir, configs, pool, summary)
-    return summary
+    made = {"rescored_from": str(cv_dir), "overrides": overrides}
+    return derived.write(out_dir, cv, configs, pool, made)

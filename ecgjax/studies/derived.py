@@ -21,6 +21,7 @@ from ecgjax import config as config_lib
 from ecgjax.data import DataError
 from ecgjax.errors import UserError
 from ecgjax.training.checkpoint import write_atomic, write_json_atomic
+from ecgjax.training.crossval import pool_out_of_fold
 
 
 def open_source(
@@ -49,12 +50,22 @@ def open_source(
 
 def write(
     out_dir: Path,
+    cv: dict[str, Any],
     fold_configs: Sequence[ml_collections.ConfigDict],
     pool: dict[str, np.ndarray],
-    summary: dict[str, Any],
-) -> Path:
-    """Write the derived CV folder; returns ``out_dir``. The fold folders stay for extras
-    (``tree_study`` puts each fold's ``trees.pkl`` there)."""
+    made: dict[str, Any],
+) -> dict[str, Any]:
+    """Score ``pool`` as the source run scores its own and write the derived CV folder.
+
+    Returns the new ``cv.json``: the source's, plus ``made`` (how this pool was made) and its
+    ``out_of_fold`` AAMI report after the run's cluster smoothing. Extras in the fold folders
+    (``tree_study``'s ``trees.pkl``) are written before this, so ``cv.json`` comes last.
+    """
+    data = fold_configs[0].data
+    report = pool_out_of_fold(
+        pool, list(data.class_names), float(data.cluster_smoothing), int(data.cluster_k)
+    )
+    summary = cv | made | {"out_of_fold": report}
     out_dir.mkdir(parents=True, exist_ok=True)
     for i, fold_config in enumerate(fold_configs):
         (out_dir / f"fold{i}").mkdir(exist_ok=True)
@@ -65,4 +76,4 @@ def write(
         binary=True,
     )
     write_json_atomic(out_dir / "cv.json", summary)
-    return out_dir
+    return summary

@@ -23,7 +23,6 @@ from ecgjax.errors import UserError
 from ecgjax.studies import derived
 from ecgjax.studies.cluster_study import load_oof
 from ecgjax.training import trees
-from ecgjax.training.crossval import pool_out_of_fold
 
 
 class TreeBlendError(UserError):
@@ -87,22 +86,14 @@ def blend_pool(
         raise TreeBlendError(f"{cv_dir / 'oof.npz'}: holds {len(oof['y'])} beats, folds {start}")
     pool = dict(oof)
     pool["probs"] = trees.blend(oof["probs"], np.concatenate(tree_probs), weight)
-    report = pool_out_of_fold(
-        pool,
-        list(config.data.class_names),
-        float(config.data.cluster_smoothing),
-        int(config.data.cluster_k),
-    )
-    summary = cv | {
-        "blended_from": str(cv_dir),
-        "tree_blend": {"weight": weight, "params": asdict(params)},
-        "out_of_fold": report,
-    }
     fold_configs = [
         config_lib.from_json((cv_dir / f"fold{i}" / "config.json").read_text())
         for i in range(len(models))
     ]
     for i, model in enumerate(models):  # before cv.json, which marks the folder complete
         trees.save(model, out_dir / f"fold{i}")
-    derived.write(out_dir, fold_configs, pool, summary)
-    return summary
+    made = {
+        "blended_from": str(cv_dir),
+        "tree_blend": {"weight": weight, "params": asdict(params)},
+    }
+    return derived.write(out_dir, cv, fold_configs, pool, made)
