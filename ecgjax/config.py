@@ -35,6 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
     # 0 = the one validation split above; k >= 2 = leave-records-out k-fold cross-validation
     # of the training file (ecgjax.data.folds): score = mean over folds; test never used for it.
     c.data.cv_folds = 0
+    # Annotated rhythms (the data's ``rhythm`` column) whose records the folds spread apart, so
+    # a held-out atrial-fibrillation patient is judged by a model that saw AF ("" = by class only).
+    c.data.cv_rhythms = "AFIB,AFL"
     c.data.max_train = 0  # 0 = use all; >0 subsamples (stratified) for smoke runs
     c.data.max_eval = 0  # same for validation/test
     # Model input channels (ecgjax.data.inputs), comma-separated: beat | template | beat_minus_template

@@ -34,10 +34,12 @@ def _write(tmp_path: Path, df: pd.DataFrame, name: str = "f.parq") -> Path:
 def test_roundtrip_keeps_everything(tmp_path):
     x, y, record, sample = make_records()
     symbol = np.array(["N"] * len(y))
+    rhythm = np.where(np.arange(len(y)) % 3 == 0, "AFIB", "N")
     path = tmp_path / "beats.parq"
-    write_parquet(path, BeatData(x, y, 5, "mem", record, sample, symbol))
+    write_parquet(path, BeatData(x, y, 5, "mem", record, sample, symbol, rhythm=rhythm))
     got = load_parquet(path, 5)
     assert got.record is not None and got.sample is not None and got.symbol is not None
+    assert got.rhythm is not None and list(got.rhythm) == list(rhythm)
     assert got.context is not None
     assert got.x.dtype == np.float32 and got.x.shape == (len(y), 187)
     assert got.y.dtype == np.int32 and got.sample.dtype == np.int64

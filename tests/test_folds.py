@@ -63,6 +63,18 @@ def test_folds_balance_classes_and_are_deterministic() -> None:
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(three, again, strict=True))
 
 
+def test_a_stratum_is_spread_like_a_class() -> None:
+    record, y = records()
+    names = np.asarray(record).astype(str)
+    strata = np.isin(names, ["r3", "r4", "r7"])  # three records "in AF", all of class 0
+    for k in (2, 3):
+        out = folds.record_folds(record, y, k, seed=3, strata=strata)
+        assert all(strata[tr].any() for tr, _ in out)  # every fold trains on some of them
+        assert sorted(np.concatenate([va for _, va in out])) == list(range(len(y)))
+    with pytest.raises(ValueError, match=r"strata \(3\) and y"):
+        folds.record_folds(record, y, 2, seed=0, strata=strata[:3])
+
+
 def test_bad_fold_counts_are_clear_errors() -> None:
     record, y = records()
     with pytest.raises(ValueError, match="at least 2 folds"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import wfdb
 
-from ecgjax.data import mitbih
+from ecgjax.data import folds, mitbih
 
 RATE = 360
 
@@ -48,6 +48,31 @@ def test_synthetic_record_beats(tmp_path):
     assert (rb.x[:, 0] > 0.8).all()  # each segment starts at its R-peak
     # 1.2 * T with T = 100 samples (a window minimum may be exactly 0, hence >= 118)
     assert not rb.x[5, 120:].any() and np.count_nonzero(rb.x[5, :120]) >= 118
+
+
+def test_each_beat_carries_the_rhythm_annotated_before_it(tmp_path):
+    write_record(tmp_path, "100")
+    ann = wfdb.rdann(str(tmp_path / "100"), "atr")
+    beats = [i for i, s in enumerate(ann.symbol) if s in mitbih.AAMI]
+    cut = int(ann.sample[beats[10]]) + 1  # AF starts after the 11th beat, sinus again later
+    back = int(ann.sample[beats[20]]) + 1
+    sample = np.r_[ann.sample, [cut, back]]
+    symbol = [*ann.symbol, "+", "+"]
+    aux = [""] * len(ann.symbol) + ["(AFIB\x00", "(N"]
+    order = np.argsort(sample, kind="stable")
+    wfdb.wrann(
+        "100",
+        "atr",
+        sample[order],
+        [symbol[i] for i in order],
+        aux_note=[aux[i] for i in order],
+        write_dir=str(tmp_path),
+    )
+    rb = mitbih.extract_record(tmp_path, "100")
+    assert rb.rhythm is not None and len(rb.rhythm) == len(rb.y)
+    # The synthetic record's first '+' has no rhythm note, so its first beats are unknown.
+    assert set(rb.rhythm[:11]) == {""}
+    assert set(rb.rhythm[11:21]) == {"AFIB"} and set(rb.rhythm[21:]) == {"N"}
 
 
 def test_missing_mlii_uses_first_channel_and_says_so(tmp_path):
@@ -146,6 +171,28 @@ def real_records() -> Path:
     if not value or not (Path(value) / "100.hea").is_file():
         pytest.skip("set ECGJAX_MITDB_DIR to the MIT-BIH records folder to run this test")
     return Path(value)
+
+
+def test_real_rhythms_spread_the_ds1_af_patients_over_the_folds():
+    """DS1's two AF patients (201, 203) fall in one fold when the folds balance classes alone,
+    so neither is ever judged by a model that saw AF; the rhythm stratum puts them apart."""
+    source = real_records()
+    beats = [mitbih.extract_record(source, name) for name in mitbih.DS1_RECORDS]
+    rb = {b.record: b for b in beats}
+    assert all(b.rhythm is not None for b in beats)
+    assert (rb["201"].rhythm == "AFIB").sum() > 500 and (rb["203"].rhythm == "AFL").sum() > 100
+    record = np.concatenate([np.full(len(b.y), b.record) for b in beats])
+    y = np.concatenate([b.y for b in beats])
+    rhythm = np.concatenate([b.rhythm for b in beats])
+
+    def fold_of(strata: np.ndarray | None) -> dict[str, int]:
+        out = folds.record_folds(record, y, 4, seed=42, strata=strata)
+        return {str(r): f for f, (_, va) in enumerate(out) for r in set(record[va])}
+
+    by_class = fold_of(None)
+    assert by_class["201"] == by_class["203"]
+    spread = fold_of(np.isin(rhythm, ["AFIB", "AFL"]))
+    assert spread["201"] != spread["203"]
 
 
 # Per-record AAMI counts from the records folder's README (N, S, V, F, Q).

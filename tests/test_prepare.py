@@ -71,7 +71,7 @@ def test_outputs_splits_and_manifest(source, tmp_path):
         assert d.x.min() >= 0 and d.x.max() <= 1 and not d.x[:, -1].any()
     df = pd.read_parquet(out / P.OUTPUTS["train"])
     lead2 = [f"lead2_{i}" for i in range(187)]
-    meta = ["target", "record", "sample", "symbol"]
+    meta = ["target", "record", "sample", "symbol", "rhythm"]
     assert list(df.columns) == [*map(str, range(187)), *meta, *lead2, "has_lead2"]
     assert (df["has_lead2"] == 1).all()  # every synthetic record has a second lead (V1)
     for d in (train, test, ds1, ds2):  # V1 is MLII's copy: the same cut gives the same beat

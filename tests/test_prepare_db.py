@@ -61,6 +61,7 @@ def _excerpt(name: str) -> mitbih.RawRecord:
         sig2=raw.sig2[:n],
         ann_sample=raw.ann_sample[keep],
         ann_symbol=[s for s, k in zip(raw.ann_symbol, keep, strict=True) if k],
+        ann_aux=[a for a, k in zip(raw.ann_aux or [], keep, strict=True) if k],
     )
 
 

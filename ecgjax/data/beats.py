@@ -2,7 +2,7 @@
 
 Everything downstream (training, evaluation, tuning) gets plain numpy arrays from here.
 Files follow the seed layout: 187 numeric feature columns (names are not relied on) and an
-integer ``target``; optional ``record``/``sample``/``symbol`` columns carry per-beat metadata
+integer ``target``; optional ``record``/``sample``/``symbol``/``rhythm`` columns carry per-beat metadata
 and are never treated as features. Bad files fail with a :class:`DataError` that starts with
 the file path, so a user sees at once which file to fix.
 """
@@ -22,7 +22,7 @@ from ecgjax.errors import UserError
 
 FEATURE_LEN = 187
 PADDED_LEN = 192
-META_COLUMNS = ("record", "sample", "symbol")
+META_COLUMNS = ("record", "sample", "symbol", "rhythm")
 TARGET = "target"
 LEAD2_PREFIX = "lead2_"  # lead2_0 ... lead2_186: the second lead, cut like the beat
 HAS_LEAD2 = "has_lead2"  # 1 where the beat's record has a second lead (else zeros in lead2_*)
@@ -46,6 +46,7 @@ class BeatData:
     context: np.ndarray | None = None
     inputs: np.ndarray | None = None  # (N, 187, C) model channels, ecgjax.data.inputs
     lead2: np.ndarray | None = None  # float32 (N, 187) second lead; zeros where a record has none
+    rhythm: np.ndarray | None = None  # str (N,) annotated rhythm ('AFIB', 'N', ...; '' unknown)
 
     def subset(self, idx: np.ndarray) -> BeatData:
         """Return the beats at ``idx``; context is kept, not recomputed on the subset."""
@@ -105,10 +106,15 @@ def load_parquet(path: str | Path, num_classes: int) -> BeatData:
         sample = sample.astype(np.int64)
     if "symbol" in names:
         symbol = np.asarray(table.column("symbol").to_pylist(), dtype=object).astype(str)
+    rhythm = None
+    if "rhythm" in names:
+        rhythm = np.array([str(r or "") for r in table.column("rhythm").to_pylist()], dtype=str)
     if record is not None and sample is not None:
         context = rr_features(record, sample)
     lead2 = _read_lead2(path, table)
-    return BeatData(x, y, num_classes, str(path), record, sample, symbol, context, lead2=lead2)
+    return BeatData(
+        x, y, num_classes, str(path), record, sample, symbol, context, lead2=lead2, rhythm=rhythm
+    )
 
 
 def _is_lead2(name: str) -> bool:
@@ -184,6 +190,8 @@ def write_parquet(path: str | Path, data: BeatData, has_lead2: np.ndarray | None
         cols["sample"] = pa.array(np.asarray(data.sample, dtype=np.int64))
     if data.symbol is not None:
         cols["symbol"] = pa.array([str(s) for s in data.symbol], type=pa.string())
+    if data.rhythm is not None:
+        cols["rhythm"] = pa.array([str(s) for s in data.rhythm], type=pa.string())
     if data.lead2 is not None:
         lead2 = np.asarray(data.lead2, dtype=np.float64)
         has = (lead2 != 0).any(axis=1) if has_lead2 is None else np.asarray(has_lead2, dtype=bool)

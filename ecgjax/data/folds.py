@@ -23,9 +23,19 @@ Fold = tuple[np.ndarray, np.ndarray]
 
 
 def record_folds(
-    record: np.ndarray, y: np.ndarray, k: int, seed: int, tries: int = 200
+    record: np.ndarray,
+    y: np.ndarray,
+    k: int,
+    seed: int,
+    tries: int = 200,
+    strata: np.ndarray | None = None,
 ) -> list[Fold]:
     """Assign whole records to ``k`` folds, class counts balanced as far as records allow.
+
+    ``strata`` (bool per beat, e.g. "in atrial fibrillation") is balanced like one more class:
+    its records are spread over the folds, so no fold holds them all out (a held-out AF
+    patient is then judged by a model that trained on another AF patient, as the final model
+    meets DS2's AF patients having trained on DS1's).
 
     Each of ``tries`` seeded record orders is dealt greedily, every record to the fold where
     it adds least to the sum of squared per-class (and beat) shares, so a fold already rich
@@ -51,10 +61,16 @@ def record_folds(
         raise ValueError(f"{k} folds need at least {k} records, found {len(names)}")
     per_record = np.zeros((len(names), int(y.max()) + 1 if len(y) else 1))
     np.add.at(per_record, (inverse, y), 1)
+    if strata is not None:
+        if len(strata) != len(y):
+            raise ValueError(f"strata ({len(strata)}) and y ({len(y)}) differ in length")
+        extra = np.zeros(len(names))
+        np.add.at(extra, inverse, np.asarray(strata, dtype=bool).astype(float))
+        per_record = np.column_stack([per_record, extra])
     totals = per_record.sum(axis=0)
     present = totals > 0
     share = per_record[:, present] / totals[present]  # each record's share of each class
-    size = per_record.sum(axis=1) / len(y)
+    size = per_record[:, : per_record.shape[1] - (strata is not None)].sum(axis=1) / len(y)
     key = np.random.default_rng(seed)
     best: np.ndarray | None = None
     best_score = (np.inf, np.inf, np.inf)
@@ -117,7 +133,9 @@ def load_cv(config: ml_collections.ConfigDict) -> CrossValidation:
 
     The files are read by :func:`ecgjax.data.load_splits` with no validation carved out, so
     the beats (RR context and any per-record inputs included) are exactly those of a
-    single-split run; ``data.val_split`` and ``data.val_fraction`` play no part.
+    single-split run; ``data.val_split`` and ``data.val_fraction`` play no part. Beats whose
+    annotated rhythm is in ``data.cv_rhythms`` are spread over the folds (files prepared
+    before the ``rhythm`` column existed deal by class alone).
 
     Raises:
         DataError: the training file has no ``record`` column (folds are of patients).
@@ -132,8 +150,16 @@ def load_cv(config: ml_collections.ConfigDict) -> CrossValidation:
         raise DataError(
             f"{pool.source}: data.cv_folds={config.data.cv_folds} needs a 'record' column"
         )
+    rhythms = [r for r in str(config.data.get("cv_rhythms", "")).split(",") if r]
+    strata = None
+    if rhythms and pool.rhythm is not None:
+        strata = np.isin(pool.rhythm, rhythms)
     folds = record_folds(
-        pool.record, pool.y, int(config.data.cv_folds), int(config.data.split_seed)
+        pool.record,
+        pool.y,
+        int(config.data.cv_folds),
+        int(config.data.split_seed),
+        strata=strata,
     )
     return CrossValidation(pool, splits.test, folds)
 

@@ -101,6 +101,7 @@ class RawRecord:
     sig2: np.ndarray | None = None
     lead2: str | None = None
     note: str | None = None
+    ann_aux: list[str] | None = None  # aux_note of each annotation (rhythm changes: '(AFIB')
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class RecordBeats:
     lead2: np.ndarray | None = None  # float32 (n, 187): the second lead, same segmentation
     lead2_name: str | None = None
     fs: float = FS_IN  # the record's own sampling rate
+    rhythm: np.ndarray | None = None  # str (n,): the annotated rhythm at each beat, '' unknown
 
 
 def list_records(source: Path) -> list[str]:
@@ -239,6 +241,7 @@ def read_record(
         sig2,
         lead2,
         note,
+        [str(a or "") for a in (ann.aux_note or [""] * len(ann.sample))],
     )
 
 
@@ -289,6 +292,23 @@ def resample_ratio(fs: float) -> Fraction:
     return (Fraction(FS) / Fraction(fs)).limit_denominator(MAX_DENOMINATOR)
 
 
+def beat_rhythms(raw: RawRecord, keep: np.ndarray) -> np.ndarray:
+    """The rhythm in force at each kept annotation: the last rhythm change ('+' with an aux
+    note like ``(AFIB``) at or before it, without the parenthesis; '' before the first one.
+
+    Not a model input: cross-validation uses it to spread the patients of a rhythm (atrial
+    fibrillation) over its folds, so a held-out AF patient is judged by a model that saw AF.
+    """
+    aux = raw.ann_aux or [""] * len(raw.ann_symbol)
+    current, out = "", []
+    for symbol, note, kept in zip(raw.ann_symbol, aux, keep, strict=True):
+        if symbol == "+" and note.startswith("("):
+            current = note[1:].strip("\x00 ")
+        if kept:
+            out.append(current)
+    return np.asarray(out, dtype=object).astype(str)
+
+
 def extract_beats(raw: RawRecord) -> RecordBeats:
     """Resample a record to 125 Hz and cut its labelled beats (both leads), whatever its rate."""
     ratio = resample_ratio(raw.fs)
@@ -306,7 +326,10 @@ def extract_beats(raw: RawRecord) -> RecordBeats:
             normalise_windows(sps.resample_poly(raw.sig2, up, down), window), peaks, window
         )
     y = np.array([AAMI[s] for s in symbols], dtype=np.int64)
-    return RecordBeats(raw.record, x, y, peaks, symbols, raw.lead, raw.note, x2, raw.lead2, raw.fs)
+    rhythm = beat_rhythms(raw, keep)
+    return RecordBeats(
+        raw.record, x, y, peaks, symbols, raw.lead, raw.note, x2, raw.lead2, raw.fs, rhythm
+    )
 
 
 def extract_record(source: Path, name: str) -> RecordBeats:

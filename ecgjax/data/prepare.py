@@ -44,9 +44,9 @@ SUMMARY_PNG = "summary.png"
 MANIFEST = "manifest.json"
 TEST_FRACTION = 0.2
 SPLIT_SEED = 42
-FORMAT_VERSION = (
-    2  # 2: second-lead columns. Bump when the extraction changes so old outputs are rebuilt
-)
+# 2: second-lead columns; 3: the rhythm column. Bump when the extraction changes so old
+# outputs are rebuilt.
+FORMAT_VERSION = 3
 
 
 class PrepareError(UserError, RuntimeError):
@@ -78,6 +78,7 @@ def parameters() -> dict[str, object]:
         "lead": mitbih.LEAD,
         "lead2": "first channel other than the lead",
         "aami": mitbih.AAMI,
+        "rhythm": "aux note of the last '+' annotation before each beat",
         "test_fraction": TEST_FRACTION,
         "split_seed": SPLIT_SEED,
         "ds1": list(mitbih.DS1_RECORDS),
@@ -219,6 +220,9 @@ def stack_beats(beats: list[mitbih.RecordBeats], source: str) -> tuple[BeatData,
         lead2=np.concatenate(
             [b.lead2 if b.lead2 is not None else np.zeros_like(b.x) for b in beats]
         ),
+        rhythm=np.concatenate(
+            [b.rhythm if b.rhythm is not None else np.full(len(b.y), "") for b in beats]
+        ).astype(str),
     )
     has_lead2 = np.concatenate([np.full(len(b.y), b.lead2 is not None) for b in beats])
     return data, has_lead2

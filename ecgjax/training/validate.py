@@ -89,6 +89,10 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "data.split_seed": _at_least(0),
         "data.val_split": _one_of(VAL_SPLITS),
         "data.cv_folds": ((lambda v: _int(v) and (v == 0 or v >= 2)), "0 (off) or an integer >= 2"),
+        "data.cv_rhythms": (
+            lambda v: isinstance(v, str) and all(r.strip() == r and r for r in v.split(",") if v),
+            "comma-separated rhythm names as annotated, e.g. 'AFIB,AFL' ('' for none)",
+        ),
         "data.max_train": _at_least(0),
         "data.max_eval": _at_least(0),
         "data.template": _one_of(inputs.TEMPLATES),
