@@ -61,6 +61,7 @@ def record_folds(
         raise ValueError(f"{k} folds need at least {k} records, found {len(names)}")
     per_record = np.zeros((len(names), int(y.max()) + 1 if len(y) else 1))
     np.add.at(per_record, (inverse, y), 1)
+    size = per_record.sum(axis=1) / len(y)  # beats only: the stratum column is not counted
     if strata is not None:
         if len(strata) != len(y):
             raise ValueError(f"strata ({len(strata)}) and y ({len(y)}) differ in length")
@@ -70,7 +71,6 @@ def record_folds(
     totals = per_record.sum(axis=0)
     present = totals > 0
     share = per_record[:, present] / totals[present]  # each record's share of each class
-    size = per_record[:, : per_record.shape[1] - (strata is not None)].sum(axis=1) / len(y)
     key = np.random.default_rng(seed)
     best: np.ndarray | None = None
     best_score = (np.inf, np.inf, np.inf)

@@ -107,7 +107,11 @@ QRS_WINDOW = 48  # samples after the R peak (384 ms at 125 Hz), as in ecgjax.sco
 
 
 def template_features(
-    x: np.ndarray, groups: list[np.ndarray], mode: str, past_beats: int
+    x: np.ndarray,
+    groups: list[np.ndarray],
+    mode: str,
+    past_beats: int,
+    template: np.ndarray | None = None,
 ) -> np.ndarray:
     """How unlike the patient's own dominant beat each beat's QRS region is: float32 ``(N, 3)``.
 
@@ -116,13 +120,18 @@ def template_features(
     peak-to-peak ranges. They are what de Chazal-style methods compute by hand: scalars
     normalised to the patient, so a ventricular beat reads as "unlike this patient's normal"
     whatever this patient's normal looks like. ``mode`` and ``past_beats`` as in
-    :func:`templates` (``"causal"`` uses past beats only).
+    :func:`templates` (``"causal"`` uses past beats only); ``template``: that function's result
+    when the caller already has it.
     """
     x = np.asarray(x, dtype=np.float32)
     w = min(QRS_WINDOW, x.shape[1])
     beat = x[:, :w].astype(np.float64)
-    # No records: every beat is its own template.
-    ref = templates(x, groups, mode, past_beats)[:, :w].astype(np.float64) if groups else beat
+    if not groups:  # no records: every beat is its own template
+        ref = beat
+    else:
+        if template is None:
+            template = templates(x, groups, mode, past_beats)
+        ref = template[:, :w].astype(np.float64)
     eps = 1e-6
     b0, r0 = beat - beat.mean(1, keepdims=True), ref - ref.mean(1, keepdims=True)
     corr = (b0 * r0).sum(1) / np.sqrt((b0**2).sum(1) * (r0**2).sum(1) + eps)

@@ -55,5 +55,5 @@ def beat_features(data: BeatData) -> np.ndarray:
         template = templates(lead, groups, "record", 1)
         parts.append(lead[:, :SPAN:STEP])
         parts.append((lead - template)[:, :SPAN:STEP])
-        parts.append(template_features(lead, groups, "record", 1))
+        parts.append(template_features(lead, groups, "record", 1, template))
     return np.concatenate(parts, axis=1).astype(np.float32)
