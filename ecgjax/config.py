@@ -58,6 +58,12 @@ def base_config() -> ml_collections.ConfigDict:
     # evaluated, and to the out-of-fold pool of cross-validation (oof.npz keeps the raw ones).
     c.data.cluster_smoothing = 0.0
     c.data.cluster_k = 8
+    # Atrial-fibrillation gate (ecgjax.scoring.af_gate): where the normal-to-normal RR intervals
+    # around a beat look like AF (Dash et al. 2009, published thresholds), its S probability moves
+    # to N (S is undefined in AF). Applied after the cluster smoothing, wherever the checkpoint is
+    # evaluated; it needs record and sample columns. Off in the recipe: it costs S sensitivity in
+    # records with frequent atrial premature beats (report/journal.md, session 12).
+    c.data.af_gate = False
     # Patient-adaptive batch norm (ecgjax.training.adapt, AdaBN): "record" predicts each record
     # with batch-norm statistics of its own beats instead of the training patients' running
     # ones, "normal" with those of its beats first called N (no labels; needs

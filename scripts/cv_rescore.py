@@ -4,6 +4,7 @@
         --config.train.num_seeds=3 --name ip_cv4                           # the recipe's pool
     uv run scripts/cv_rescore.py checkpoints/ip_cv4 --adapt_norm=none      # -> ip_cv4-adapt_normnone
     uv run scripts/cv_rescore.py checkpoints/ip_cv4 --adapt_rounds=2       # -> ip_cv4-adapt_rounds2
+    uv run scripts/cv_rescore.py checkpoints/ip_cv4 --af_gate              # -> ip_cv4-af_gateTrue
     uv run scripts/cv_compare.py checkpoints/ip_cv4 checkpoints/ip_cv4-adapt_rounds2
 
 Each fold's checkpoint predicts its own held-out records again with the settings changed and
@@ -26,6 +27,9 @@ _ADAPT = flags.DEFINE_enum(
 )
 _ROUNDS = flags.DEFINE_integer("adapt_rounds", None, "data.adapt_rounds for the new pool.")
 _MIN_PROB = flags.DEFINE_float("adapt_min_prob", None, "data.adapt_min_prob for the new pool.")
+_AF_GATE = flags.DEFINE_bool(
+    "af_gate", None, "data.af_gate for the new pool (S moved to N in AF-like rhythm)."
+)
 _NAME = flags.DEFINE_string(
     "name", None, "Folder under checkpoints/ for the new pool (default: <run>-<key><value>...)."
 )
@@ -46,11 +50,12 @@ def main(argv: list[str]) -> None:
         "data.adapt_norm": _ADAPT.value,
         "data.adapt_rounds": _ROUNDS.value,
         "data.adapt_min_prob": _MIN_PROB.value,
+        "data.af_gate": _AF_GATE.value,
     }
     overrides = {key: value for key, value in given.items() if value is not None}
     if not overrides:
         raise app.UsageError(
-            "nothing to change: give --adapt_norm, --adapt_rounds or --adapt_min_prob"
+            "nothing to change: give --adapt_norm, --adapt_rounds, --adapt_min_prob or --af_gate"
         )
     name = _NAME.value or cv_rescore.default_name(cv_dir, overrides)
     out_dir = paths.checkpoints_dir() / name

@@ -50,6 +50,13 @@ _CLUSTER_K = flags.DEFINE_integer(
     "cluster_k", None, "Clusters per record for --cluster_smoothing (default: data.cluster_k)."
 )
 
+_AF_GATE = flags.DEFINE_bool(
+    "af_gate",
+    None,
+    "Move S to N where the normal-to-normal RR intervals look like atrial fibrillation (Dash et "
+    "al. 2009; ecgjax/scoring/af_gate.py). Default: the checkpoint's data.af_gate.",
+)
+
 _ADAPT = flags.DEFINE_enum(
     "adapt_norm",
     None,
@@ -207,6 +214,9 @@ def main(argv: list[str]) -> None:
             if _CLUSTER_K.value < 1:
                 raise app.UsageError(f"--cluster_k={_CLUSTER_K.value}: use an integer >= 1")
             loaded.config.data.cluster_k = int(_CLUSTER_K.value)
+        if _AF_GATE.value is not None:
+            loaded.config.data.af_gate = bool(_AF_GATE.value)
+            validate(loaded.config)  # it needs classes N and S
         if _ADAPT.value is not None:
             loaded.config.data.adapt_norm = _ADAPT.value
         if _ADAPT_ROUNDS.value is not None:
@@ -249,6 +259,8 @@ def main(argv: list[str]) -> None:
             f"cluster smoothing {report['cluster_smoothing']:g} (k={loaded.config.data.cluster_k}): "
             "V/F probabilities shared within each record's look-alike beats"
         )
+    if report["af_gate"]:
+        console.print("AF gate: S moved to N where the RR intervals look like atrial fibrillation")
     if report["adapt_norm"] != "none":
         beats = "its own beats" if report["adapt_norm"] == "record" else "its beats called N"
         if report["adapt_norm"] == "normal" and report["adapt_min_prob"] > 0:

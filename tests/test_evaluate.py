@@ -22,7 +22,7 @@ from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.evaluation import evaluate
 from ecgjax.evaluation import patients as patients_lib
-from ecgjax.scoring import clusters, decision
+from ecgjax.scoring import af_gate, clusters, decision
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.tracking import Tracker
 from ecgjax.training.checkpoint import CheckpointError
@@ -335,6 +335,21 @@ def test_cluster_smoothing_is_part_of_the_checkpoints_prediction(
     no_records = replace(test, record=None)
     with pytest.raises(data_lib.DataError, match="record of each beat"):
         evaluate.predict(loaded, no_records)
+
+
+def test_af_gate_is_part_of_the_checkpoints_prediction(trained: tuple[Path, RunResult]) -> None:
+    run_dir, _ = trained
+    loaded = evaluate.load_ensemble(run_dir)
+    test, _ = evaluate.load_data(loaded)
+    raw = evaluate.predict(loaded, test)
+    loaded.config.data.af_gate = True  # what --af_gate sets
+    gated = evaluate.predict(loaded, test)
+    want = af_gate.gate_ensemble(raw, test.sample, test.record, loaded.class_names, True)
+    np.testing.assert_allclose(gated, want, rtol=1e-6)
+    report = evaluate.evaluate(loaded, test, name="gate", n_boot=10, write=False, log_mlflow=False)
+    assert report["af_gate"] is True
+    with pytest.raises(data_lib.DataError, match="needs each beat's record and sample position"):
+        evaluate.predict(loaded, replace(test, sample=None))
 
 
 def test_decision_offsets_are_part_of_the_prediction_and_must_match_the_checkpoint(

@@ -18,7 +18,7 @@ from ecgjax.scoring import clusters, decision
 from ecgjax.studies import cluster_study, cv_compare, cv_rescore, decision_study, tree_blend
 from ecgjax.training import checkpoint as ckpt
 from ecgjax.training import trees
-from ecgjax.training.crossval import pool_out_of_fold, train_cv
+from ecgjax.training.crossval import pool_out_of_fold, pooled_probs, train_cv
 from ecgjax.training.experiment import train_run
 
 
@@ -192,6 +192,18 @@ def test_two_fold_training_run(project: Path) -> None:
         assert not np.allclose(adapted["probs"], arrays["probs"], atol=1e-3)  # it did something
     paired = cv_compare.compare(run_dir, out, resamples=20)
     assert paired["beats"] == len(pool)
+    # The AF gate is a prediction-time setting as well; the pool keeps each beat's position for it.
+    assert arrays["sample"].shape == y.shape
+    data = config.data
+    gated = cv_rescore.rescore(run_dir, {"data.af_gate": True}, project / "checkpoints" / "gated")
+    want = pooled_probs(arrays, names, data.cluster_smoothing, data.cluster_k, af_gate=True)
+    assert gated["out_of_fold"]["gross"]["accuracy"] == pytest.approx(
+        float((want.argmax(-1) == y).mean())
+    )
+    assert cv_compare.compare(run_dir, project / "checkpoints" / "gated", resamples=20)
+    positionless = {k: v for k, v in arrays.items() if k != "sample"}
+    with pytest.raises(data_lib.DataError, match=r"re-score it with scripts/cv_rescore\.py"):
+        pooled_probs(positionless, names, af_gate=True)
     for overrides, target, needle in [
         ({"optim.learning_rate": 1.0}, "x", "not a prediction-time setting"),
         (changes, out.name, "exists"),

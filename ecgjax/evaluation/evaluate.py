@@ -37,7 +37,7 @@ from ecgjax.tracking import Tracker
 from ecgjax.training import checkpoint as ckpt
 from ecgjax.training import rundir
 from ecgjax.training.engine import Ensemble
-from ecgjax.training.run import smooth_by_cluster
+from ecgjax.training.run import postprocess
 from ecgjax.training.step import TrainState
 from ecgjax.training.validate import validate
 
@@ -204,7 +204,7 @@ def predict(loaded: Loaded, split: data_lib.BeatData) -> np.ndarray:
         )
     if loaded.config.model.rr_context and split.context is None:
         raise data_lib.DataError(f"{split.source}: the model needs RR context; the data has none")
-    probs = smooth_by_cluster(loaded.config, split, loaded.ensemble.predict(loaded.state, split))
+    probs = postprocess(loaded.config, split, loaded.ensemble.predict(loaded.state, split))
     if loaded.decision is not None:
         probs = decision_lib.apply(probs, loaded.decision["offset_list"])
     return probs
@@ -304,6 +304,7 @@ def evaluate(
         "patients": patients["patients"],
         "protocol": protocol,
         "cluster_smoothing": float(loaded.config.data.cluster_smoothing),
+        "af_gate": bool(loaded.config.data.af_gate),
         "adapt_norm": str(loaded.config.data.adapt_norm),
         "adapt_rounds": int(loaded.config.data.adapt_rounds),
         "adapt_min_prob": float(loaded.config.data.adapt_min_prob),

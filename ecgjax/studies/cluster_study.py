@@ -27,8 +27,8 @@ def load_oof(cv_dir: Path) -> dict[str, np.ndarray]:
     path = cv_dir / "oof.npz"
     if not path.is_file():
         raise DataError(f"{path}: no out-of-fold pool; train with --config.data.cv_folds=4 first")
-    with np.load(path) as z:
-        return {k: z[k] for k in ("probs", "y", "record", "x")}
+    with np.load(path) as z:  # "sample" (beat positions) only in pools written since 2026-12
+        return {k: z[k] for k in ("probs", "y", "record", "x", "sample") if k in z.files}
 
 
 def study(

@@ -22,15 +22,17 @@ import numpy as np
 from ecgjax import config as config_lib
 from ecgjax.data import DataError
 from ecgjax.evaluation.compare import paired_bootstrap
-from ecgjax.scoring import aami, clusters
+from ecgjax.scoring import aami
 from ecgjax.studies.cluster_study import load_oof
+from ecgjax.training.crossval import pooled_probs
 
 PAIRED = ("recall_N", "recall_S", "precision_S", "recall_V", "precision_V", "accuracy")
 
 
 @dataclass
 class Pool:
-    """A CV run's out-of-fold pool after its cluster smoothing: what evaluation would see."""
+    """A CV run's out-of-fold pool after its post-processing (cluster smoothing, AF gate):
+    what evaluation would see."""
 
     cv: dict[str, Any]
     class_names: list[str]
@@ -43,7 +45,8 @@ class Pool:
 
 
 def smoothed_pool(cv_dir: Path, smoothing: float | None = None, k: int | None = None) -> Pool:
-    """Load ``cv_dir``'s pool and apply the CV config's cluster smoothing (or ``smoothing``/``k``).
+    """Load ``cv_dir``'s pool and apply the CV config's cluster smoothing (or ``smoothing``/``k``)
+    and AF gate.
 
     Raises:
         DataError: ``cv_dir`` is not a CV run (no ``cv.json``, ``oof.npz`` or fold config).
@@ -62,9 +65,8 @@ def smoothed_pool(cv_dir: Path, smoothing: float | None = None, k: int | None = 
     record = oof["record"].astype(str)
     strength = float(config.data.cluster_smoothing if smoothing is None else smoothing)
     k = int(config.data.cluster_k if k is None else k)
-    probs = clusters.smooth_ensemble(
-        oof["probs"][None].astype(np.float64), oof["x"], record, names, strength, k
-    )[0]
+    arrays = dict(oof) | {"record": record}
+    probs = pooled_probs(arrays, names, strength, k, bool(config.data.af_gate), str(cv_dir))
     return Pool(
         json.loads(cv_path.read_text()),
         names,

@@ -1,9 +1,9 @@
 """Re-score a CV run's out-of-fold pool under other prediction-time settings, without retraining.
 
 Some switches act only when the model predicts: batch-norm adaptation (``data.adapt_norm``,
-``data.adapt_rounds``, ``data.adapt_min_prob``). Choosing them on the training patients needs
-the out-of-fold pool as each setting would give it, and retraining every fold for a setting that
-training never sees would only add seed noise. So each fold's checkpoint (its best epoch)
+``data.adapt_rounds``, ``data.adapt_min_prob``) and the AF gate (``data.af_gate``). Choosing
+them on the training patients needs the out-of-fold pool as each setting would give it, and
+retraining every fold for a setting that training never sees would only add seed noise. So each fold's checkpoint (its best epoch)
 predicts its own held-out records again with the setting changed. The result is a CV folder
 (``cv.json``, ``fold<i>/config.json``, ``oof.npz``; no checkpoints) that
 ``scripts/cv_compare.py`` and ``scripts/cluster_study.py`` read like a trained one, paired beat
@@ -25,7 +25,7 @@ from ecgjax.studies import derived
 from ecgjax.training.validate import validate
 
 # Keys that change only how a trained model predicts, never what it learned.
-PREDICTION_KEYS = ("data.adapt_norm", "data.adapt_rounds", "data.adapt_min_prob")
+PREDICTION_KEYS = ("data.adapt_norm", "data.adapt_rounds", "data.adapt_min_prob", "data.af_gate")
 
 
 class RescoreError(UserError):
@@ -72,7 +72,13 @@ def rescore(
     config.update_from_flattened_dict(overrides)
     validate(config)  # a bad combination fails before any fold is loaded
     cv_data = folds.load_cv(config)  # the training file, once: every fold deals from it
-    arrays: dict[str, list[np.ndarray]] = {"probs": [], "y": [], "record": [], "x": []}
+    arrays: dict[str, list[np.ndarray]] = {
+        "probs": [],
+        "y": [],
+        "record": [],
+        "x": [],
+        "sample": [],
+    }
     configs = []
     for i, fold in enumerate(cv["folds"]):
         if on_fold is not None:
@@ -92,7 +98,9 @@ def rescore(
         arrays["y"].append(splits.val.y)
         arrays["record"].append(np.asarray(splits.val.record).astype(str))
         arrays["x"].append(np.asarray(splits.val.x, dtype=np.float32))
+        if splits.val.sample is not None:
+            arrays["sample"].append(np.asarray(splits.val.sample))
         configs.append(loaded.config)
-    pool = {key: np.concatenate(parts) for key, parts in arrays.items()}
+    pool = {key: np.concatenate(parts) for key, parts in arrays.items() if parts}
     made = {"rescored_from": str(cv_dir), "overrides": overrides}
     return derived.write(out_dir, cv, configs, pool, made)

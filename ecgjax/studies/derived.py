@@ -58,12 +58,16 @@ def write(
     """Score ``pool`` as the source run scores its own and write the derived CV folder.
 
     Returns the new ``cv.json``: the source's, plus ``made`` (how this pool was made) and its
-    ``out_of_fold`` AAMI report after the run's cluster smoothing. Extras in the fold folders
+    ``out_of_fold`` AAMI report after the run's post-processing. Extras in the fold folders
     (``tree_study``'s ``trees.pkl``) are written before this, so ``cv.json`` comes last.
     """
     data = fold_configs[0].data
     report = pool_out_of_fold(
-        pool, list(data.class_names), float(data.cluster_smoothing), int(data.cluster_k)
+        pool,
+        list(data.class_names),
+        float(data.cluster_smoothing),
+        int(data.cluster_k),
+        bool(data.af_gate),
     )
     summary = cv | made | {"out_of_fold": report}
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.data import folds
 from ecgjax.scoring import aami, aami_tables, clusters
+from ecgjax.scoring import af_gate as af_gate_lib
 from ecgjax.tracking import Tracker, process_tags
 from ecgjax.training import rundir
 from ecgjax.training.checkpoint import write_atomic, write_json_atomic
@@ -43,20 +44,54 @@ class CVResult:
     out_of_fold: dict[str, Any] | None = None
 
 
+def pooled_probs(
+    arrays: dict[str, np.ndarray],
+    names: list[str],
+    smoothing: float = 0.0,
+    k: int = 8,
+    af_gate: bool = False,
+    source: str = "the out-of-fold pool",
+) -> np.ndarray:
+    """The pool's ensemble probabilities after the recipe's post-processing, as evaluation
+    applies it (:func:`ecgjax.training.run.postprocess`): cluster smoothing, then the AF gate.
+
+    Raises:
+        DataError: the gate is on but the pool has no beat positions (``oof.npz`` written before
+            they were kept; ``scripts/cv_rescore.py`` writes a pool with them).
+    """
+    probs = clusters.smooth_ensemble(
+        arrays["probs"][None].astype(np.float64), arrays["x"], arrays["record"], names, smoothing, k
+    )
+    if af_gate and "sample" not in arrays:
+        raise data_lib.DataError(
+            f"{source}: data.af_gate needs each beat's sample position, which this pool (written "
+            "before positions were kept) lacks; re-score it with scripts/cv_rescore.py"
+        )
+    try:
+        gated = af_gate_lib.gate_ensemble(
+            probs, arrays.get("sample"), arrays["record"], names, af_gate, source
+        )
+    except ValueError as err:
+        raise data_lib.DataError(str(err)) from None
+    return gated[0]
+
+
 def pool_out_of_fold(
-    arrays: dict[str, np.ndarray], names: list[str], smoothing: float = 0.0, k: int = 8
+    arrays: dict[str, np.ndarray],
+    names: list[str],
+    smoothing: float = 0.0,
+    k: int = 8,
+    af_gate: bool = False,
 ) -> dict[str, Any]:
     """AAMI statistics of every training record predicted once, by the fold that held it out.
 
     The fold means above average k small validation sets; this pools them, so each record
     counts by its beats, per-record rows show which patients fail (an AF record, a V-rich one)
     and the intervals resample records. Argmax of each fold's ensemble at its best epoch (after
-    the config's cluster smoothing, as evaluation would apply it); the training patients only,
+    the config's post-processing, as evaluation would apply it); the training patients only,
     so it is fit for selection.
     """
-    probs = clusters.smooth_ensemble(
-        arrays["probs"][None].astype(np.float64), arrays["x"], arrays["record"], names, smoothing, k
-    )[0]
+    probs = pooled_probs(arrays, names, smoothing, k, af_gate)
     protocol = (
         "inter-patient (out-of-fold: each training record predicted by a model that never saw it)"
     )
@@ -67,16 +102,20 @@ def out_of_fold_arrays(
     results: list[RunResult], fold_splits: list[data_lib.Splits]
 ) -> dict[str, np.ndarray] | None:
     """Each training beat once, as its held-out fold saw it: ensemble probabilities, label,
-    record and the beat itself (saved as ``oof.npz``, so post-processing such as
-    :mod:`ecgjax.scoring.clusters` can be chosen on training patients without retraining)."""
+    record, the beat itself and its position (saved as ``oof.npz``, so post-processing such as
+    :mod:`ecgjax.scoring.clusters` or :mod:`ecgjax.scoring.af_gate` can be chosen on training
+    patients without retraining)."""
     if any(r.val_probs is None for r in results) or any(s.val.record is None for s in fold_splits):
         return None
-    return {
+    arrays = {
         "probs": np.concatenate([np.asarray(r.val_probs).mean(0) for r in results]),
         "y": np.concatenate([s.val.y for s in fold_splits]),
         "record": np.concatenate([np.asarray(s.val.record).astype(str) for s in fold_splits]),
         "x": np.concatenate([np.asarray(s.val.x, dtype=np.float32) for s in fold_splits]),
     }
+    if all(s.val.sample is not None for s in fold_splits):  # the AF gate reads positions
+        arrays["sample"] = np.concatenate([np.asarray(s.val.sample) for s in fold_splits])
+    return arrays
 
 
 def train_cv(
@@ -178,7 +217,11 @@ def train_cv(
             binary=True,
         )
         out.out_of_fold = pool_out_of_fold(
-            arrays, names, float(config.data.cluster_smoothing), int(config.data.cluster_k)
+            arrays,
+            names,
+            float(config.data.cluster_smoothing),
+            int(config.data.cluster_k),
+            bool(config.data.af_gate),
         )
     if out.out_of_fold is not None:
         tracker.log_metrics(

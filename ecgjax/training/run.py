@@ -21,7 +21,7 @@ import numpy as np
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
-from ecgjax.scoring import clusters
+from ecgjax.scoring import af_gate, clusters
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.training import checkpoint as ckpt
 from ecgjax.training.engine import Ensemble
@@ -216,27 +216,33 @@ class TrainingRun:
         if evaluate_test:
             test = self.splits.test
             best_state = best if best is not None else _restore_best(ens, self.run_dir, self.state)
-            out.test_probs = smooth_by_cluster(self.config, test, ens.predict(best_state, test))
+            out.test_probs = postprocess(self.config, test, ens.predict(best_state, test))
             out.test_report = metrics_lib.ensemble_report(out.test_probs, test.y, ens.num_classes)
             out.test_metrics = metrics_lib.flat_metrics(out.test_report, "test", self.names)
         return out
 
 
-def smooth_by_cluster(
+def postprocess(
     config: ml_collections.ConfigDict, split: data_lib.BeatData, probs: np.ndarray
 ) -> np.ndarray:
-    """``data.cluster_smoothing`` (:mod:`ecgjax.scoring.clusters`): each seed's V/F evidence
-    shared within the record's look-alike beats. Part of the recipe's prediction, so every
-    evaluation of the checkpoint (the run's test table, evaluate, compare) applies it here."""
+    """The recipe's label-free post-processing of each seed's probabilities: the V/F evidence
+    shared within the record's look-alike beats (``data.cluster_smoothing``,
+    :mod:`ecgjax.scoring.clusters`), then S moved to N where the rhythm looks like atrial
+    fibrillation (``data.af_gate``, :mod:`ecgjax.scoring.af_gate`). Part of the prediction, so
+    every evaluation of the checkpoint (the run's test table, evaluate, compare) applies it here."""
+    names = list(config.data.class_names)
     try:
-        return clusters.smooth_ensemble(
+        probs = clusters.smooth_ensemble(
             probs,
             split.x,
             split.record,
-            list(config.data.class_names),
+            names,
             float(config.data.cluster_smoothing),
             int(config.data.cluster_k),
             split.source,
+        )
+        return af_gate.gate_ensemble(
+            probs, split.sample, split.record, names, bool(config.data.af_gate), split.source
         )
     except ValueError as err:
         raise data_lib.DataError(str(err)) from None

@@ -210,6 +210,11 @@ def _cross_field(c: ml_collections.ConfigDict) -> None:
             f"config: data.adapt_norm='normal' takes statistics over the beats called N; "
             f"data.class_names={names} has no 'N' (use data.adapt_norm='record')"
         )
+    if c.data.af_gate and not {"N", "S"} <= set(names):
+        raise ConfigError(
+            f"config: data.af_gate moves S probability to N where the rhythm looks like atrial "
+            f"fibrillation; data.class_names={names} needs both 'N' and 'S'"
+        )
     if c.model.bn_stats == "normal" and (c.model.norm != "batch" or "N" not in names):
         raise ConfigError(
             f"config: model.bn_stats='normal' trains batch norm on the statistics of each batch's "

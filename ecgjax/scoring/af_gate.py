@@ -1,0 +1,187 @@
+"""An atrial-fibrillation gate on S: in AF, early narrow beats are N, not S.
+
+Why: by the AAMI/MIT-BIH convention an S beat is an atrial (supraventricular) premature beat,
+which has no meaning while the atria fibrillate; every narrow beat in AF is N. A beat
+classifier that reads prematurity from the RR features calls many AF beats S, because in AF
+beats come early all the time. The training patients hold too few AF episodes to learn this
+(DS1 has two AF patients), so the gate uses a published, label-free RR detector with its
+published thresholds, nothing fitted here: Dash, Chon, Lu and Raeder, "Automatic real time
+detection of atrial fibrillation", Ann Biomed Eng 37 (2009) 1701-1709.
+
+For each beat, the ``window`` RR intervals centred on it (shifted to fit at the ends of the
+record) are judged irregular when all three hold:
+
+* RMSSD / mean RR > 0.1 after the ``trim`` longest and ``trim`` shortest intervals are removed
+  (the paper's guard against isolated ectopic beats);
+* the Shannon entropy of a 16-bin histogram of the same trimmed intervals, normalised to
+  [0, 1], exceeds 0.7;
+* the turning-point ratio of the whole window lies in (0.54, 0.77) (2/3 for a random series).
+
+Intervals that begin or end at a beat the model calls S, V or F are left out first
+(normal-to-normal intervals, as heart-rate variability is measured), so frequent premature
+beats, atrial or ventricular, do not read as irregularity; in AF the intervals between the
+beats called N stay irregularly irregular. On flagged beats the S probability moves onto N; V,
+F and Q are untouched. All three statistics
+are scale-free, so the sample positions may be in any unit (any sampling rate). Records with
+fewer than ``min_beats`` kept intervals are never gated. Known weakness: atrial premature
+beats the model does not call S stay in the series and make it irregular, so a record with
+many of them can be gated where its S calls are right (on DS1, 14-67 of record 201's 128 S
+beats, depending on the pool; ``report/journal.md``, session 12).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+@dataclass(frozen=True)
+class DashThresholds:
+    """The published decision rule (Dash et al. 2009) and its window."""
+
+    window: int = 128
+    trim: int = 8
+    bins: int = 16
+    rmssd: float = 0.1
+    entropy: float = 0.7
+    tpr_low: float = 0.54
+    tpr_high: float = 0.77
+    min_beats: int = 32
+
+
+DASH = DashThresholds()
+ECTOPIC = ("S", "V", "F")  # beats whose intervals are left out: premature, atrial or ventricular
+
+
+def window_statistics(rr: np.ndarray, t: DashThresholds = DASH) -> dict[str, np.ndarray]:
+    """Normalised RMSSD, Shannon entropy and turning-point ratio of each row of ``rr``.
+
+    ``rr``: ``(W, L)`` windows of RR intervals, ``L > 2 * trim + 2``.
+    """
+    rr = np.asarray(rr, dtype=np.float64)
+    w, length = rr.shape
+    keep_n = length - 2 * t.trim
+    if keep_n < 3:
+        raise ValueError(f"AF gate: a window of {length} RR intervals is too short to trim")
+    rank = np.argsort(np.argsort(rr, axis=1, kind="stable"), axis=1)
+    keep = (rank >= t.trim) & (rank < length - t.trim)
+    trimmed = rr[keep].reshape(w, keep_n)  # row-major: each row keeps its time order
+    rmssd = np.sqrt(np.mean(np.diff(trimmed, axis=1) ** 2, axis=1)) / trimmed.mean(1)
+    lo, hi = trimmed.min(1, keepdims=True), trimmed.max(1, keepdims=True)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    idx = np.clip(((trimmed - lo) / span * t.bins).astype(np.int64), 0, t.bins - 1)
+    counts = np.zeros((w, t.bins))
+    np.add.at(counts, (np.repeat(np.arange(w), keep_n), idx.ravel()), 1.0)
+    p = counts / keep_n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(1) / np.log(t.bins)
+    mid, prev, nxt = rr[:, 1:-1], rr[:, :-2], rr[:, 2:]
+    turning = ((mid > prev) & (mid > nxt)) | ((mid < prev) & (mid < nxt))
+    tpr = turning.sum(1) / (length - 2)
+    return {"rmssd": rmssd, "entropy": entropy, "tpr": tpr}
+
+
+def _record_flags(sample: np.ndarray, ectopic: np.ndarray, t: DashThresholds) -> np.ndarray:
+    """AF flag per beat of one record, beats given in time order."""
+    n = len(sample)
+    rr = np.diff(sample.astype(np.float64))
+    if np.any(rr <= 0):
+        raise ValueError("AF gate: beat positions within a record must strictly increase")
+    # Interval j runs from beat j to beat j + 1; those touching an ectopic beat are dropped
+    # (normal-to-normal intervals, as heart-rate variability is measured).
+    kept = np.flatnonzero(~ectopic[:-1] & ~ectopic[1:])
+    if len(kept) < t.min_beats:
+        return np.zeros(n, dtype=bool)
+    series = rr[kept]
+    length = min(t.window, len(series))
+    trim = min(t.trim, (length - 3) // 2)
+    t = DashThresholds(**{**t.__dict__, "window": length, "trim": trim})
+    stats = window_statistics(sliding_window_view(series, length), t)
+    irregular = (
+        (stats["rmssd"] > t.rmssd)
+        & (stats["entropy"] > t.entropy)
+        & (stats["tpr"] > t.tpr_low)
+        & (stats["tpr"] < t.tpr_high)
+    )
+    # Beat i ends interval i - 1: its nearest kept interval centres its window, clipped.
+    nearest = np.clip(np.searchsorted(kept, np.arange(n) - 1), 0, len(kept) - 1)
+    start = np.clip(nearest - length // 2, 0, len(irregular) - 1)
+    return irregular[start]
+
+
+def af_flags(
+    sample: np.ndarray,
+    record: Sequence[str] | np.ndarray,
+    t: DashThresholds = DASH,
+    ectopic: np.ndarray | None = None,
+) -> np.ndarray:
+    """A boolean per beat: does the rhythm around it look like AF (Dash et al. 2009)?
+
+    ``sample``: each beat's R-peak position (any unit); ``record``: its record id; ``ectopic``:
+    beats whose intervals are left out (for example those the model calls V), so that
+    ventricular bigeminy or trigeminy is not read as irregularity. Beats need not be sorted;
+    within a record they are taken in time order.
+    """
+    sample = np.asarray(sample)
+    record = np.asarray(record).astype(str)
+    ectopic = np.zeros(len(sample), bool) if ectopic is None else np.asarray(ectopic, bool)
+    if not (sample.shape == record.shape == ectopic.shape) or sample.ndim != 1:
+        raise ValueError(
+            f"AF gate: one position, record id and ectopic flag per beat ({sample.shape}, "
+            f"{record.shape}, {ectopic.shape})"
+        )
+    out = np.zeros(len(sample), dtype=bool)
+    for name in np.unique(record):
+        idx = np.flatnonzero(record == name)
+        order = idx[np.argsort(sample[idx], kind="stable")]
+        try:
+            out[order] = _record_flags(sample[order], ectopic[order], t)
+        except ValueError as err:
+            raise ValueError(f"record {name}: {err}") from None
+    return out
+
+
+def gate(probs: np.ndarray, flags: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """Move the S probability of flagged beats onto N (rows still sum to 1)."""
+    names = list(class_names)
+    if "S" not in names or "N" not in names:
+        return probs
+    s, n = names.index("S"), names.index("N")
+    out = np.array(probs, dtype=np.float64, copy=True)
+    out[..., flags, n] += out[..., flags, s]
+    out[..., flags, s] = 0.0
+    return out
+
+
+def gate_ensemble(
+    probs: np.ndarray,
+    sample: np.ndarray | None,
+    record: Sequence[str] | np.ndarray | None,
+    class_names: Sequence[str],
+    enabled: bool,
+    source: str = "the data",
+) -> np.ndarray:
+    """:func:`gate` for every seed of ``probs`` ``(S, N, C)`` (or one ``(N, C)``) when enabled.
+
+    The intervals of the beats the ensemble (the seeds' mean) calls S, V or F are left out of
+    the detector's RR series (normal-to-normal intervals), so premature beats, atrial or
+    ventricular, are not taken for AF.
+
+    Raises:
+        ValueError: enabled, but the file has no record or sample column (named by ``source``).
+    """
+    if not enabled:
+        return probs
+    if record is None or sample is None:
+        raise ValueError(
+            f"{source}: data.af_gate needs each beat's record and sample position; "
+            "the file has no record or sample column"
+        )
+    names = list(class_names)
+    mean = probs.mean(0) if probs.ndim == 3 else probs
+    ectopic = np.isin(mean.argmax(-1), [names.index(c) for c in ECTOPIC if c in names])
+    flags = af_flags(np.asarray(sample), record, ectopic=ectopic)
+    return gate(probs, flags, names).astype(probs.dtype)

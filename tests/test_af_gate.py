@@ -1,0 +1,162 @@
+"""The AF gate (ecgjax.scoring.af_gate): a published RR detector, and S moved to N where it fires."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgjax import config as config_lib
+from ecgjax.scoring import af_gate
+from ecgjax.training.validate import ConfigError, validate
+
+NAMES = ["N", "S", "V", "F", "Q"]
+
+
+def _positions(rr: np.ndarray, fs: float = 360.0) -> np.ndarray:
+    return np.round(np.concatenate([[0.0], np.cumsum(rr)]) * fs).astype(np.int64)
+
+
+def _sinus(n: int, rng: np.random.Generator) -> np.ndarray:
+    return 0.8 + rng.normal(0, 0.01, n)  # 75 bpm, 1% variability
+
+
+def _fibrillation(n: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(0.4, 1.2, n)  # irregularly irregular
+
+
+def test_window_statistics_match_the_definitions() -> None:
+    rr = np.array([[1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0]])
+    t = af_gate.DashThresholds(window=8, trim=0, bins=2)
+    stats = af_gate.window_statistics(rr, t)
+    assert stats["tpr"][0] == pytest.approx(1.0)  # every inner point turns
+    assert stats["rmssd"][0] == pytest.approx(1.0 / 1.5)  # |diff| = 1, mean 1.5
+    assert stats["entropy"][0] == pytest.approx(1.0)  # two equally full bins of two
+    flat = af_gate.window_statistics(np.full((1, 8), 0.8), t)
+    assert flat["rmssd"][0] == 0.0 and flat["tpr"][0] == 0.0 and flat["entropy"][0] == 0.0
+
+
+def test_sinus_rhythm_is_not_flagged_and_fibrillation_is() -> None:
+    rng = np.random.default_rng(0)
+    rr = np.concatenate([_sinus(400, rng), _fibrillation(400, rng), _sinus(400, rng)])
+    sample = _positions(rr)
+    flags = af_gate.af_flags(sample, np.full(len(sample), "r1"))
+    assert not flags[:300].any()
+    assert flags[500:700].all()
+    assert not flags[-300:].any()
+
+
+def test_flags_are_scale_free_and_order_free() -> None:
+    rng = np.random.default_rng(1)
+    rr = np.concatenate([_sinus(200, rng), _fibrillation(300, rng)])
+    record = np.full(len(rr) + 1, "r1")
+    at_360 = af_gate.af_flags(_positions(rr, 360.0), record)
+    at_250 = af_gate.af_flags(_positions(rr, 250.0), record)
+    assert (at_360 != at_250).mean() < 0.01  # rounding to another rate moves a boundary at most
+    perm = rng.permutation(len(record))
+    shuffled = af_gate.af_flags(_positions(rr, 360.0)[perm], record[perm])
+    np.testing.assert_array_equal(shuffled, at_360[perm])
+
+
+def test_intervals_of_ectopic_beats_are_left_out() -> None:
+    """Sinus rhythm with frequent premature ventricular beats at random coupling intervals reads
+    as irregular, unless the beats called V are left out of the RR series."""
+    rng = np.random.default_rng(2)
+    rr, ectopic = [], [False]
+    for _ in range(600):
+        if rng.random() < 0.3:  # a premature beat, then the compensatory pause
+            c = rng.uniform(0.35, 0.65)
+            rr += [c, 1.6 - c]
+            ectopic += [True, False]
+        else:
+            rr.append(0.8 + rng.normal(0, 0.01))
+            ectopic.append(False)
+    sample = _positions(np.array(rr))
+    record = np.full(len(sample), "r1")
+    assert af_gate.af_flags(sample, record).mean() > 0.25  # a third of it here
+    assert not af_gate.af_flags(sample, record, ectopic=np.array(ectopic)).any()
+
+
+def test_short_records_are_never_flagged_and_records_are_separate() -> None:
+    rng = np.random.default_rng(3)
+    short = _positions(_fibrillation(20, rng))
+    long_af = _positions(_fibrillation(300, rng))
+    sample = np.concatenate([short, long_af])
+    record = np.array(["short"] * len(short) + ["long"] * len(long_af))
+    flags = af_gate.af_flags(sample, record)
+    assert not flags[: len(short)].any()
+    assert flags[len(short) :].mean() > 0.9
+
+
+def test_bad_positions_name_the_record() -> None:
+    sample = np.array([0, 100, 100, 300, *range(400, 40_000, 300)])
+    with pytest.raises(ValueError, match=r"record r7: .*strictly increase"):
+        af_gate.af_flags(sample, np.full(len(sample), "r7"))
+    with pytest.raises(ValueError, match="one position"):
+        af_gate.af_flags(np.arange(5), np.full(4, "r1"))
+
+
+def test_gate_moves_s_to_n_on_flagged_beats_only() -> None:
+    rng = np.random.default_rng(4)
+    probs = rng.dirichlet(np.ones(5), size=(3, 6))  # (seeds, beats, classes)
+    flags = np.array([True, False, True, False, False, True])
+    out = af_gate.gate(probs, flags, NAMES)
+    np.testing.assert_allclose(out.sum(-1), 1.0)
+    np.testing.assert_array_equal(out[:, flags, 1], 0.0)
+    np.testing.assert_allclose(out[:, flags, 0], probs[:, flags, 0] + probs[:, flags, 1])
+    np.testing.assert_array_equal(out[:, ~flags], probs[:, ~flags])
+    np.testing.assert_array_equal(out[:, :, 2:], probs[:, :, 2:])  # V, F, Q untouched
+    assert af_gate.gate(probs, flags, ["N", "V"]) is probs  # no S class: nothing to move
+
+
+def test_gate_ensemble_leaves_out_the_beats_the_seed_mean_calls_ectopic() -> None:
+    rng = np.random.default_rng(5)
+    rr = np.concatenate([_sinus(200, rng), _fibrillation(300, rng)])
+    sample = _positions(rr)
+    record = np.full(len(sample), "r1")
+    probs = np.tile(np.array([0.6, 0.3, 0.05, 0.03, 0.02]), (2, len(sample), 1))
+    called_s = rng.random(len(sample)) < 0.2  # one beat in five called S by the seeds' mean
+    probs[0, called_s] = probs[1, called_s] = [0.2, 0.7, 0.05, 0.03, 0.02]
+    off = af_gate.gate_ensemble(probs, sample, record, NAMES, enabled=False)
+    assert off is probs
+    on = af_gate.gate_ensemble(probs, sample, record, NAMES, enabled=True)
+    flags = af_gate.af_flags(sample, record, ectopic=called_s)
+    assert flags[250:].mean() > 0.9 and not flags[:150].any()
+    np.testing.assert_array_equal(on[0].argmax(-1) == 0, flags | ~called_s)
+    with pytest.raises(ValueError, match=r"beats\.parq: data\.af_gate needs"):
+        af_gate.gate_ensemble(probs, None, record, NAMES, enabled=True, source="beats.parq")
+
+
+def test_config_needs_n_and_s() -> None:
+    c = config_lib.base_config()
+    c.data.af_gate = True
+    validate(c)
+    c.data.num_classes = 2
+    c.data.class_names = ("N", "V")
+    with pytest.raises(ConfigError, match=r"data\.af_gate"):
+        validate(c)
+
+
+def _mitdb() -> Path:
+    source = os.environ.get("ECGJAX_MITDB_DIR")
+    if not source or not (Path(source) / "203.hea").is_file():
+        pytest.skip("set ECGJAX_MITDB_DIR to the MIT-BIH records folder to run this test")
+    return Path(source)
+
+
+def test_real_records_af_flagged_sinus_not() -> None:
+    """On the real records: 203's atrial fibrillation is found (its rhythm annotations say
+    where), and record 100's sinus rhythm with a few premature beats is left alone."""
+    from ecgjax.data import mitbih
+
+    source = _mitdb()
+    for name, lo, hi in (("203", 0.9, 1.0), ("100", 0.0, 0.02)):
+        beats = mitbih.extract_record(source, name)
+        ectopic = np.isin(beats.y, [1, 2, 3])  # as if the model called every S, V, F beat
+        flags = af_gate.af_flags(beats.sample, np.full(len(beats.y), name), ectopic=ectopic)
+        assert beats.rhythm is not None
+        af = np.isin(beats.rhythm, ["AFIB", "AFL"])
+        share = flags[af].mean() if af.any() else flags.mean()
+        assert lo <= share <= hi, (name, share)
