@@ -61,8 +61,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Atrial-fibrillation gate (ecgjax.scoring.af_gate): where the normal-to-normal RR intervals
     # around a beat look like AF (Dash et al. 2009, published thresholds), its S probability moves
     # to N (S is undefined in AF). Applied after the cluster smoothing, wherever the checkpoint is
-    # evaluated; it needs record and sample columns. Off in the recipe: it costs S sensitivity in
-    # records with frequent atrial premature beats (report/journal.md, session 12).
+    # evaluated; it needs record and sample columns and whole records (not a beat-level split).
+    # Off in the recipe: it costs S sensitivity in records with frequent atrial premature beats
+    # (report/journal.md, session 12).
     c.data.af_gate = False
     # Patient-adaptive batch norm (ecgjax.training.adapt, AdaBN): "record" predicts each record
     # with batch-norm statistics of its own beats instead of the training patients' running

@@ -160,3 +160,22 @@ def test_real_records_af_flagged_sinus_not() -> None:
         af = np.isin(beats.rhythm, ["AFIB", "AFL"])
         share = flags[af].mean() if af.any() else flags.mean()
         assert lo <= share <= hi, (name, share)
+
+
+def test_training_refuses_the_gate_on_a_beat_level_test_split() -> None:
+    """Checked before training starts: a test file sharing records with the training file holds
+    part of each record's beats, whose gaps are not RR intervals."""
+    from ecgjax import data as data_lib
+    from ecgjax.training import run
+
+    def beats(records: list[str], source: str) -> data_lib.BeatData:
+        n = len(records)
+        return data_lib.BeatData(
+            np.zeros((n, 187), np.float32), np.zeros(n, np.int64), 5, source, np.array(records)
+        )
+
+    train = beats(["100", "100", "101"], "train.parq")
+    split = data_lib.Splits(train, train, beats(["101", "102"], "beat_level_test.parq"))
+    with pytest.raises(data_lib.DataError, match=r"beat_level_test\.parq: .*shares 1 records"):
+        run._whole_test_records(split)
+    run._whole_test_records(data_lib.Splits(train, train, beats(["200"], "ds2.parq")))

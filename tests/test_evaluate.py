@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -346,10 +347,25 @@ def test_af_gate_is_part_of_the_checkpoints_prediction(trained: tuple[Path, RunR
     gated = evaluate.predict(loaded, test)
     want = af_gate.gate_ensemble(raw, test.sample, test.record, loaded.class_names, True)
     np.testing.assert_allclose(gated, want, rtol=1e-6)
-    report = evaluate.evaluate(loaded, test, name="gate", n_boot=10, write=False, log_mlflow=False)
-    assert report["af_gate"] is True
     with pytest.raises(data_lib.DataError, match="needs each beat's record and sample position"):
         evaluate.predict(loaded, replace(test, sample=None))
+
+    def run(**kwargs: Any) -> dict[str, Any]:
+        return evaluate.evaluate(
+            loaded, test, name="gate", n_boot=10, write=False, log_mlflow=False, **kwargs
+        )
+
+    # The fixture's test file is a beat-level split: its records' other beats are in training,
+    # so the intervals between its beats are not RR intervals and the gate refuses it.
+    with pytest.raises(data_lib.DataError, match="shares records with the checkpoint's training"):
+        run()
+    as_new = evaluate.patients_of(loaded, test) | {
+        "patients": patients_lib.NEW,
+        "protocol": patients_lib.PROTOCOLS[patients_lib.NEW],
+    }
+    with pytest.raises(data_lib.DataError, match=r"only .* beats are evaluated \(--max_beats\)"):
+        run(patients=as_new, beats_in_file=len(test) + 1)
+    assert run(patients=as_new)["af_gate"] is True
 
 
 def test_decision_offsets_are_part_of_the_prediction_and_must_match_the_checkpoint(

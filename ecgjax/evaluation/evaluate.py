@@ -29,7 +29,7 @@ from ecgjax.evaluation import patients as patients_lib
 from ecgjax.evaluation import plots as eval_plots
 from ecgjax.evaluation.tracking import EVAL_EXPERIMENT, check_owner, log_evaluation
 from ecgjax.evaluation.tracking import find_tracked_run as find_tracked_run  # re-exported
-from ecgjax.scoring import aami
+from ecgjax.scoring import aami, af_gate
 from ecgjax.scoring import decision as decision_lib
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.scoring import operating_point as op_lib
@@ -253,6 +253,21 @@ def patients_of(loaded: Loaded, split: data_lib.BeatData) -> dict[str, Any]:
     return patients_lib.overlap(train, split.source, split.record, split.sample)
 
 
+def _whole_records(
+    split: data_lib.BeatData, patients: dict[str, Any], beats_in_file: int | None
+) -> None:
+    """``data.af_gate`` needs every beat of each evaluated record (DataError otherwise)."""
+    partial = None
+    if patients["patients"] == patients_lib.SEEN:
+        partial = "it shares records with the checkpoint's training file (a beat-level split)"
+    elif beats_in_file is not None and beats_in_file > len(split):
+        partial = f"only {len(split):,} of its {beats_in_file:,} beats are evaluated (--max_beats)"
+    try:
+        af_gate.require_whole_records(split.source, partial)
+    except ValueError as err:
+        raise data_lib.DataError(str(err)) from None
+
+
 def evaluate(
     loaded: Loaded,
     split: data_lib.BeatData,
@@ -281,6 +296,8 @@ def evaluate(
         raise ValueError(f"evaluation name {name!r}: use letters, digits, '_', '-' and '.' only")
     names = loaded.class_names
     patients = patients if patients is not None else patients_of(loaded, split)
+    if loaded.config.data.af_gate:
+        _whole_records(split, patients, beats_in_file)
     probs = predict(loaded, split)
     protocol = patients["protocol"]
     section = aami.report(

@@ -185,3 +185,21 @@ def gate_ensemble(
     ectopic = np.isin(mean.argmax(-1), [names.index(c) for c in ECTOPIC if c in names])
     flags = af_flags(np.asarray(sample), record, ectopic=ectopic)
     return gate(probs, flags, names).astype(probs.dtype)
+
+
+def require_whole_records(source: str, partial: str | None) -> None:
+    """Refuse the gate on a file that holds only part of its records' beats.
+
+    The detector reads the interval between every pair of consecutive beats, so a beat-level
+    split (each record's beats dealt over train and test) or a sample of a file (``--max_beats``)
+    would make any rhythm look irregular. ``partial`` says why the beats are partial, or is None.
+
+    Raises:
+        ValueError: ``partial`` is given (named by ``source``).
+    """
+    if partial:
+        raise ValueError(
+            f"{source}: data.af_gate reads the interval between consecutive beats of a record, "
+            f"but {partial}; evaluate whole records (an inter-patient file, all its beats) or "
+            "turn the gate off (--noaf_gate)"
+        )

@@ -268,6 +268,8 @@ def run_training(
     trial's after a PBT exploit); its learning rate and weight decay are replaced by this
     config's, which is how PBT's perturbed values take effect without recompiling.
     """
+    if evaluate_test and config.data.af_gate:
+        _whole_test_records(splits)
     run = TrainingRun(
         config, splits, run_dir, resume=resume, checkpoints=checkpoints, restore_from=restore_from
     )
@@ -279,6 +281,20 @@ def run_training(
     finally:
         run.close()
     return run.result(evaluate_test, keep_val_probs)
+
+
+def _whole_test_records(splits: data_lib.Splits) -> None:
+    """``data.af_gate`` needs every beat of each test record: refuse a beat-level split before
+    training, not after it."""
+    test, train = splits.test, splits.train
+    if test.record is None or train.record is None:
+        return  # postprocess names the missing column
+    shared = set(np.asarray(test.record).astype(str)) & set(np.asarray(train.record).astype(str))
+    partial = f"it shares {len(shared)} records with the training file" if shared else None
+    try:
+        af_gate.require_whole_records(test.source, partial)
+    except ValueError as err:
+        raise data_lib.DataError(str(err)) from None
 
 
 def _start(
