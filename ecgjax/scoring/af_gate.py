@@ -21,9 +21,10 @@ Intervals that begin or end at a beat the model calls S, V or F are left out fir
 (normal-to-normal intervals, as heart-rate variability is measured), so frequent premature
 beats, atrial or ventricular, do not read as irregularity; in AF the intervals between the
 beats called N stay irregularly irregular. On flagged beats the S probability moves onto N; V,
-F and Q are untouched. All three statistics
-are scale-free, so the sample positions may be in any unit (any sampling rate). Records with
-fewer than ``min_beats`` kept intervals are never gated. Known weakness: atrial premature
+F and Q are untouched. All three statistics are scale-free, so the sample positions may be in
+any unit (any sampling rate), but they must be every beat of the record: a beat-level split or
+a sample of a file is refused (:func:`require_whole_records`). Records with fewer than
+``min_beats`` kept intervals are never gated. Known weakness: atrial premature
 beats the model does not call S stay in the series and make it irregular, so a record with
 many of them can be gated where its S calls are right (on DS1, 14-67 of record 201's 128 S
 beats, depending on the pool; ``report/journal.md``, session 12).
