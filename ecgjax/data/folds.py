@@ -150,7 +150,7 @@ def load_cv(config: ml_collections.ConfigDict) -> CrossValidation:
         raise DataError(
             f"{pool.source}: data.cv_folds={config.data.cv_folds} needs a 'record' column"
         )
-    rhythms = [r for r in str(config.data.get("cv_rhythms", "")).split(",") if r]
+    rhythms = [r for r in str(config.data.cv_rhythms).split(",") if r]
     strata = None
     if rhythms and pool.rhythm is not None:
         strata = np.isin(pool.rhythm, rhythms)

@@ -33,7 +33,7 @@ beats, depending on the pool; ``report/journal.md``, session 12).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -99,7 +99,7 @@ def _record_flags(sample: np.ndarray, ectopic: np.ndarray, t: DashThresholds) ->
     series = rr[kept]
     length = min(t.window, len(series))
     trim = min(t.trim, (length - 3) // 2)
-    t = DashThresholds(**{**t.__dict__, "window": length, "trim": trim})
+    t = replace(t, window=length, trim=trim)
     stats = window_statistics(sliding_window_view(series, length), t)
     irregular = (
         (stats["rmssd"] > t.rmssd)
@@ -184,7 +184,7 @@ def gate_ensemble(
     names = list(class_names)
     mean = probs.mean(0) if probs.ndim == 3 else probs
     ectopic = np.isin(mean.argmax(-1), [names.index(c) for c in ECTOPIC if c in names])
-    flags = af_flags(np.asarray(sample), record, ectopic=ectopic)
+    flags = af_flags(sample, record, ectopic=ectopic)
     return gate(probs, flags, names).astype(probs.dtype)
 
 

@@ -3,8 +3,9 @@
 Some switches act only when the model predicts: batch-norm adaptation (``data.adapt_norm``,
 ``data.adapt_rounds``, ``data.adapt_min_prob``) and the AF gate (``data.af_gate``). Choosing
 them on the training patients needs the out-of-fold pool as each setting would give it, and
-retraining every fold for a setting that training never sees would only add seed noise. So each fold's checkpoint (its best epoch)
-predicts its own held-out records again with the setting changed. The result is a CV folder
+retraining every fold for a setting that training never sees would only add seed noise. So
+each fold's checkpoint (its best epoch) predicts its own held-out records again with the
+setting changed. The result is a CV folder
 (``cv.json``, ``fold<i>/config.json``, ``oof.npz``; no checkpoints) that
 ``scripts/cv_compare.py`` and ``scripts/cluster_study.py`` read like a trained one, paired beat
 for beat with the original. With no change it reproduces the run's own ``oof.npz`` (tested).
