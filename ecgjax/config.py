@@ -65,6 +65,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Off in the recipe: it costs S sensitivity in records with frequent atrial premature beats
     # (report/journal.md, session 12).
     c.data.af_gate = False
+    # With the gate: > 0 also requires inconsistent P waves (AF has none): the median correlation
+    # of the window's P regions with their neighbours' below this (0 = RR tests only; 0.5 lies
+    # between AF's ~0.2 and sinus rhythm's 0.75-0.98 on DS1; ecgjax.scoring.af_gate).
+    c.data.af_gate_pwave = 0.0
     # Patient-adaptive batch norm (ecgjax.training.adapt, AdaBN): "record" predicts each record
     # with batch-norm statistics of its own beats instead of the training patients' running
     # ones, "normal" with those of its beats first called N (no labels; needs
@@ -294,10 +298,21 @@ def to_json(config: ml_collections.ConfigDict) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
 
 
+# Keys whose base default is not what a checkpoint written before the key existed did. A
+# missing key takes this value instead, so an old run is read as it ran (re-scoring an old CV
+# pool deals its old folds: records were not spread by rhythm before data.cv_rhythms).
+BEFORE_KEY: dict[str, Any] = {"data.cv_rhythms": ""}
+
+
 def from_json(text: str) -> ml_collections.ConfigDict:
-    """Inverse of :func:`to_json`, filling keys that older checkpoints lack from the base."""
+    """Inverse of :func:`to_json`, filling keys that older checkpoints lack: from
+    :data:`BEFORE_KEY` where the key changed behaviour when it came, else from the base."""
     saved = json.loads(text)
     config = base_config()
+    for dotted, value in BEFORE_KEY.items():
+        section, _, key = dotted.partition(".")
+        if key not in saved.get(section, {}):
+            config[section][key] = value
     _merge(config, saved)
     return config
 

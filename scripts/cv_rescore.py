@@ -5,12 +5,16 @@
     uv run scripts/cv_rescore.py checkpoints/ip_cv4 --adapt_norm=none      # -> ip_cv4-adapt_normnone
     uv run scripts/cv_rescore.py checkpoints/ip_cv4 --adapt_rounds=2       # -> ip_cv4-adapt_rounds2
     uv run scripts/cv_rescore.py checkpoints/ip_cv4 --af_gate              # -> ip_cv4-af_gateTrue
+    uv run scripts/cv_rescore.py checkpoints/ip_cv4 --af_gate --af_gate_pwave=0.5
+    uv run scripts/cv_rescore.py checkpoints/ip_cv4 --epoch=last           # -> ip_cv4-last
     uv run scripts/cv_compare.py checkpoints/ip_cv4 checkpoints/ip_cv4-adapt_rounds2
 
 Each fold's checkpoint predicts its own held-out records again with the settings changed and
 the pool is written as a CV folder under ``checkpoints/`` (``cv.json``, ``fold<i>/config.json``,
 ``oof.npz``; no model), which ``cv_compare.py`` pairs with the original beat for beat. Only the
 training patients are read: fit for choosing a setting (ecgjax/studies/cv_rescore.py).
+``--epoch=last`` scores each fold's last epoch instead of the one selected on its own held-out
+records: no look at the scored beats, so two such pools compare without that optimism.
 """
 
 import logging
@@ -29,6 +33,19 @@ _ROUNDS = flags.DEFINE_integer("adapt_rounds", None, "data.adapt_rounds for the 
 _MIN_PROB = flags.DEFINE_float("adapt_min_prob", None, "data.adapt_min_prob for the new pool.")
 _AF_GATE = flags.DEFINE_bool(
     "af_gate", None, "data.af_gate for the new pool (S moved to N in AF-like rhythm)."
+)
+_EPOCH = flags.DEFINE_enum(
+    "epoch",
+    "best",
+    ["best", "last"],
+    "Each fold's best epoch (selected on its own held-out records, as the run pooled) or its "
+    "last (no selection on the scored beats).",
+)
+_PWAVE = flags.DEFINE_float(
+    "af_gate_pwave",
+    None,
+    "data.af_gate_pwave for the new pool (with --af_gate: gate only where the P waves are "
+    "inconsistent, their median correlation below this; 0 = off).",
 )
 _NAME = flags.DEFINE_string(
     "name", None, "Folder under checkpoints/ for the new pool (default: <run>-<key><value>...)."
@@ -51,13 +68,16 @@ def main(argv: list[str]) -> None:
         "data.adapt_rounds": _ROUNDS.value,
         "data.adapt_min_prob": _MIN_PROB.value,
         "data.af_gate": _AF_GATE.value,
+        "data.af_gate_pwave": _PWAVE.value,
     }
     overrides = {key: value for key, value in given.items() if value is not None}
-    if not overrides:
+    epoch = _EPOCH.value
+    if not overrides and epoch == "best":
         raise app.UsageError(
-            "nothing to change: give --adapt_norm, --adapt_rounds, --adapt_min_prob or --af_gate"
+            "nothing to change: give --epoch=last, --adapt_norm, --adapt_rounds, "
+            "--adapt_min_prob, --af_gate or --af_gate_pwave"
         )
-    name = _NAME.value or cv_rescore.default_name(cv_dir, overrides)
+    name = _NAME.value or cv_rescore.default_name(cv_dir, overrides, epoch)
     out_dir = paths.checkpoints_dir() / name
     console = Console(width=160)
 
@@ -65,10 +85,10 @@ def main(argv: list[str]) -> None:
         console.print(f"fold {i + 1}/{k}: predicting its held-out records")
 
     summary = cv_rescore.rescore(
-        cv_dir, overrides, out_dir, overwrite=_OVERWRITE.value, on_fold=on_fold
+        cv_dir, overrides, out_dir, overwrite=_OVERWRITE.value, epoch=epoch, on_fold=on_fold
     )
     section = summary["out_of_fold"]
-    changes = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    changes = ", ".join([f"{k}={v}" for k, v in overrides.items()] + [f"epoch={epoch}"])
     console.print(gross_table(section, f"{cv_dir.name} re-scored with {changes}"))
     console.print(
         f"wrote {out_dir} (oof.npz, cv.json); compare: "

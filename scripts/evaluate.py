@@ -57,6 +57,13 @@ _AF_GATE = flags.DEFINE_bool(
     "al. 2009; ecgjax/scoring/af_gate.py). Default: the checkpoint's data.af_gate.",
 )
 
+_AF_GATE_PWAVE = flags.DEFINE_float(
+    "af_gate_pwave",
+    None,
+    "With the AF gate: gate only where the P waves are inconsistent too (their median "
+    "correlation below this; 0 = RR tests only). Default: the checkpoint's data.af_gate_pwave.",
+)
+
 _ADAPT = flags.DEFINE_enum(
     "adapt_norm",
     None,
@@ -216,7 +223,10 @@ def main(argv: list[str]) -> None:
             loaded.config.data.cluster_k = int(_CLUSTER_K.value)
         if _AF_GATE.value is not None:
             loaded.config.data.af_gate = bool(_AF_GATE.value)
-            validate(loaded.config)  # it needs classes N and S
+        if _AF_GATE_PWAVE.value is not None:
+            loaded.config.data.af_gate_pwave = float(_AF_GATE_PWAVE.value)
+        if _AF_GATE.value is not None or _AF_GATE_PWAVE.value is not None:
+            validate(loaded.config)  # the gate needs classes N and S; the threshold in [0, 1)
         if _ADAPT.value is not None:
             loaded.config.data.adapt_norm = _ADAPT.value
         if _ADAPT_ROUNDS.value is not None:
@@ -260,7 +270,14 @@ def main(argv: list[str]) -> None:
             "V/F probabilities shared within each record's look-alike beats"
         )
     if report["af_gate"]:
-        console.print("AF gate: S moved to N where the RR intervals look like atrial fibrillation")
+        also = (
+            f" and the P waves are inconsistent (median correlation < {report['af_gate_pwave']:g})"
+            if report["af_gate_pwave"]
+            else ""
+        )
+        console.print(
+            f"AF gate: S moved to N where the RR intervals look like atrial fibrillation{also}"
+        )
     if report["adapt_norm"] != "none":
         beats = "its own beats" if report["adapt_norm"] == "record" else "its beats called N"
         if report["adapt_norm"] == "normal" and report["adapt_min_prob"] > 0:

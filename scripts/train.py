@@ -13,6 +13,10 @@ finishes, its folder holds ``RESUME.txt`` with the command that continues it.
 With ``--config.data.cv_folds=k`` (k >= 2) one ensemble trains per fold of whole records
 (``checkpoints/<name>/fold<i>/``) and the score is the fold mean with its spread; the test
 file is not evaluated unless ``--refit`` asks for a final ordinary run after the folds.
+
+``--no_test`` trains and selects without evaluating the test file at the end, so a recipe
+chosen on the training patients is not shown its test patients by accident; run
+``scripts/evaluate.py checkpoints/<name>`` when the hypothesis is in the journal.
 """
 
 import sys
@@ -39,6 +43,12 @@ _REFIT = flags.DEFINE_bool(
     False,
     "With data.cv_folds >= 2: after the folds, train one ordinary run and evaluate the test file.",
 )
+_NO_TEST = flags.DEFINE_bool(
+    "no_test",
+    False,
+    "Do not evaluate the test file at the end (nor after --refit): look at it later with "
+    "scripts/evaluate.py, once the choice is made.",
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -62,10 +72,18 @@ def main(argv: list[str]) -> None:
             resume=resume,
             overwrite=overwrite,
             refit=_REFIT.value,
+            refit_test=not _NO_TEST.value,
             command=sys.argv,
         )
     else:
-        train_run(config, run_name=name, resume=resume, overwrite=overwrite, command=sys.argv)
+        train_run(
+            config,
+            run_name=name,
+            resume=resume,
+            overwrite=overwrite,
+            evaluate_test=not _NO_TEST.value,
+            command=sys.argv,
+        )
 
 
 if __name__ == "__main__":

@@ -129,9 +129,62 @@ def test_gate_ensemble_leaves_out_the_beats_the_seed_mean_calls_ectopic() -> Non
         af_gate.gate_ensemble(probs, None, record, NAMES, enabled=True, source="beats.parq")
 
 
+def _p_regions(n: int, rng: np.random.Generator, waves: bool) -> np.ndarray:
+    """P regions (23 samples): one P wave shape plus a little noise, or fibrillation noise."""
+    shape = np.exp(-0.5 * ((np.arange(23) - 11) / 3.0) ** 2)
+    noise = rng.normal(0, 0.05 if waves else 0.3, (n, 23))
+    return (shape if waves else 0.0) + noise
+
+
+def test_p_wave_correlation_tells_waves_from_fibrillation() -> None:
+    rng = np.random.default_rng(5)
+    regions = np.concatenate([_p_regions(100, rng, True), _p_regions(100, rng, False)])
+    regions[3] = np.nan  # out of reach (after a pause)
+    corr = af_gate.p_wave_correlation(regions)
+    assert np.isnan(corr[3]) and np.isnan(corr).sum() == 1
+    assert np.nanmin(corr[:80]) > 0.8  # each wave against its neighbours' median
+    assert np.median(corr[120:]) < 0.4  # noise against the median of noise
+    assert af_gate.p_wave_correlation(np.zeros((0, 23))).shape == (0,)
+
+
+def test_the_p_wave_test_spares_irregular_rhythm_with_p_waves() -> None:
+    """An irregular RR series is gated only where the P waves are inconsistent as well (AF);
+    where they are missing altogether, the RR tests decide alone."""
+    rng = np.random.default_rng(6)
+    rr = _fibrillation(600, rng)
+    sample, record = _positions(rr), np.full(601, "r1")
+    waves = np.concatenate([_p_regions(300, rng, True), _p_regions(301, rng, False)])
+    flags = af_gate.af_flags(sample, record, p_regions=waves, pwave_max=0.5)
+    assert not flags[:200].any() and flags[-200:].all()
+    assert af_gate.af_flags(sample, record).all()  # RR tests only: everything looks like AF
+    missing = np.full((601, 23), np.nan)
+    np.testing.assert_array_equal(
+        af_gate.af_flags(sample, record, p_regions=missing, pwave_max=0.5),
+        af_gate.af_flags(sample, record),
+    )
+    with pytest.raises(ValueError, match="one P region per beat"):
+        af_gate.af_flags(sample, record, p_regions=waves[:10], pwave_max=0.5)
+
+
+def test_p_regions_are_cut_before_the_r_peak() -> None:
+    from ecgjax.data import inputs
+
+    x = np.tile(np.arange(187, dtype=np.float32), (3, 1))  # each beat's window: 0, 1, ... 186
+    regions = inputs.p_regions(x, np.array(["a", "a", "a"]), np.array([0, 100, 300]))
+    assert regions.shape == (3, 23) and np.isnan(regions[0]).all()  # a record's first beat
+    # The 31..9 samples before R at 100 lie at 69..91 of the previous window, which starts at 0.
+    np.testing.assert_array_equal(regions[1], np.arange(69, 92))
+    assert np.isnan(regions[2]).all()  # 200 samples after the previous R: out of its window
+
+
 def test_config_needs_n_and_s() -> None:
     c = config_lib.base_config()
     c.data.af_gate = True
+    validate(c)
+    c.data.af_gate_pwave = 1.0
+    with pytest.raises(ConfigError, match=r"data\.af_gate_pwave"):
+        validate(c)
+    c.data.af_gate_pwave = 0.5
     validate(c)
     c.data.num_classes = 2
     c.data.class_names = ("N", "V")
@@ -149,17 +202,22 @@ def _mitdb() -> Path:
 def test_real_records_af_flagged_sinus_not() -> None:
     """On the real records: 203's atrial fibrillation is found (its rhythm annotations say
     where), and record 100's sinus rhythm with a few premature beats is left alone."""
-    from ecgjax.data import mitbih
+    from ecgjax.data import inputs, mitbih
 
     source = _mitdb()
     for name, lo, hi in (("203", 0.9, 1.0), ("100", 0.0, 0.02)):
         beats = mitbih.extract_record(source, name)
         ectopic = np.isin(beats.y, [1, 2, 3])  # as if the model called every S, V, F beat
-        flags = af_gate.af_flags(beats.sample, np.full(len(beats.y), name), ectopic=ectopic)
+        record = np.full(len(beats.y), name)
+        regions = inputs.p_regions(beats.x, record, beats.sample)
         assert beats.rhythm is not None
         af = np.isin(beats.rhythm, ["AFIB", "AFL"])
-        share = flags[af].mean() if af.any() else flags.mean()
-        assert lo <= share <= hi, (name, share)
+        for pwave in (0.0, 0.5):  # RR tests alone, and with the P-wave test
+            flags = af_gate.af_flags(
+                beats.sample, record, ectopic=ectopic, p_regions=regions, pwave_max=pwave
+            )
+            share = flags[af].mean() if af.any() else flags.mean()
+            assert lo <= share <= hi, (name, pwave, share)
 
 
 def test_training_refuses_the_gate_on_a_beat_level_test_split() -> None:

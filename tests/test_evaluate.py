@@ -21,6 +21,7 @@ from conftest import write_synthetic_split
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
+from ecgjax.data import inputs
 from ecgjax.evaluation import evaluate
 from ecgjax.evaluation import patients as patients_lib
 from ecgjax.scoring import af_gate, clusters, decision
@@ -347,6 +348,12 @@ def test_af_gate_is_part_of_the_checkpoints_prediction(trained: tuple[Path, RunR
     gated = evaluate.predict(loaded, test)
     want = af_gate.gate_ensemble(raw, test.sample, test.record, loaded.class_names, True)
     np.testing.assert_allclose(gated, want, rtol=1e-6)
+    loaded.config.data.af_gate_pwave = 0.5  # what --af_gate_pwave=0.5 sets: the P-wave test too
+    regions = inputs.p_regions(test.x, test.record, test.sample)
+    want = af_gate.gate_ensemble(
+        raw, test.sample, test.record, loaded.class_names, True, p_regions=regions, pwave_max=0.5
+    )
+    np.testing.assert_allclose(evaluate.predict(loaded, test), want, rtol=1e-6)
     with pytest.raises(data_lib.DataError, match="needs each beat's record and sample position"):
         evaluate.predict(loaded, replace(test, sample=None))
 
@@ -365,7 +372,8 @@ def test_af_gate_is_part_of_the_checkpoints_prediction(trained: tuple[Path, RunR
     }
     with pytest.raises(data_lib.DataError, match=r"only .* beats are evaluated \(--max_beats\)"):
         run(patients=as_new, beats_in_file=len(test) + 1)
-    assert run(patients=as_new)["af_gate"] is True
+    report = run(patients=as_new)
+    assert report["af_gate"] is True and report["af_gate_pwave"] == 0.5
 
 
 def test_decision_offsets_are_part_of_the_prediction_and_must_match_the_checkpoint(

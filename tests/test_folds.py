@@ -75,6 +75,16 @@ def test_a_stratum_is_spread_like_a_class() -> None:
         folds.record_folds(record, y, 2, seed=0, strata=strata[:3])
 
 
+def test_a_run_from_before_rhythm_folds_reads_as_it_ran() -> None:
+    # Pools trained before data.cv_rhythms existed dealt folds by class only; re-scoring one
+    # must deal the same folds, not the rhythm-aware default.
+    config = cv_config()
+    saved = json.loads(config_lib.to_json(config))
+    assert config_lib.from_json(json.dumps(saved)).data.cv_rhythms == "AFIB,AFL"
+    del saved["data"]["cv_rhythms"]
+    assert config_lib.from_json(json.dumps(saved)).data.cv_rhythms == ""
+
+
 def test_bad_fold_counts_are_clear_errors() -> None:
     record, y = records()
     with pytest.raises(ValueError, match="at least 2 folds"):
@@ -109,6 +119,7 @@ def cv_config(k: int = 2):
     config.data.cv_folds = k
     config.train.num_seeds = 1
     config.model.hidden, config.model.num_blocks = 8, 1
+    config.data.max_train = config.data.max_eval = 0  # whole records (the AF gate needs them)
     return config
 
 
@@ -178,6 +189,14 @@ def test_two_fold_training_run(project: Path) -> None:
         np.testing.assert_allclose(again["probs"], arrays["probs"], atol=1e-6)
         np.testing.assert_array_equal(again["record"], arrays["record"])
     assert same["out_of_fold"]["gross"]["accuracy"] == pytest.approx(oof["gross"]["accuracy"])
+    # ... or at each fold's last epoch (its latest checkpoint): no selection on the scored beats.
+    last = cv_rescore.rescore(run_dir, {}, project / "checkpoints" / "last", epoch="last")
+    assert last["epoch"] == "last"
+    assert last["scored_epochs"] == [f.epochs_run for f in result.folds]
+    assert same["scored_epochs"] == [f.best_epoch for f in result.folds]
+    assert cv_rescore.default_name(run_dir, {}, "last") == "cv-last"
+    with pytest.raises(UserError, match="epoch='first'"):
+        cv_rescore.rescore(run_dir, {}, project / "checkpoints" / "first", epoch="first")
     refined = {"data.adapt_norm": "normal", "data.adapt_rounds": 2, "data.adapt_min_prob": 0.5}
     assert (
         cv_rescore.default_name(run_dir, refined)
@@ -195,8 +214,11 @@ def test_two_fold_training_run(project: Path) -> None:
     # The AF gate is a prediction-time setting as well; the pool keeps each beat's position for it.
     assert arrays["sample"].shape == y.shape
     data = config.data
-    gated = cv_rescore.rescore(run_dir, {"data.af_gate": True}, project / "checkpoints" / "gated")
-    want = pooled_probs(arrays, names, data.cluster_smoothing, data.cluster_k, af_gate=True)
+    gate = {"data.af_gate": True, "data.af_gate_pwave": 0.5}
+    gated = cv_rescore.rescore(run_dir, gate, project / "checkpoints" / "gated")
+    want = pooled_probs(
+        arrays, names, data.cluster_smoothing, data.cluster_k, af_gate=True, af_gate_pwave=0.5
+    )
     assert gated["out_of_fold"]["gross"]["accuracy"] == pytest.approx(
         float((want.argmax(-1) == y).mean())
     )

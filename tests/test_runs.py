@@ -187,3 +187,13 @@ def test_train_script_user_errors_are_one_line_with_status_2(project: Path) -> N
     (line,) = damaged.stderr.strip().splitlines()
     assert "heart_big_train.parq" in line and "parquet" in line
     assert not (project / "checkpoints" / "bad").exists()
+
+
+def test_train_script_no_test_leaves_the_test_file_unseen(project: Path) -> None:
+    done = _train(["--name", "unseen", "--no_test"], project)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = project / "checkpoints" / "unseen"
+    said = " ".join(done.stdout.split())  # rich wraps long lines
+    assert "was not evaluated" in said and f"scripts/evaluate.py {run}" in said
+    assert "test split" not in said and not (run / "confusion_test.png").exists()
+    assert (run / "best").is_dir() and (run / "curves.png").is_file()

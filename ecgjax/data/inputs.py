@@ -176,6 +176,28 @@ def centred(x: np.ndarray, groups: list[np.ndarray], sample: np.ndarray) -> np.n
     return out
 
 
+P_REGION = (31, 8)  # samples before the R peak at 125 Hz: 248 to 64 ms, where the P wave sits
+
+
+def p_regions(x: np.ndarray, record: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    """Each beat's P-wave region (:data:`P_REGION`), cut as :func:`centred` reaches back.
+
+    For the AF gate's second test (:mod:`ecgjax.scoring.af_gate`): a P wave before every beat
+    means the atria are not fibrillating. Rows are NaN where the region is out of reach (a
+    record's first beat, or a pause longer than the previous beat's window, whose zero-padded
+    tail then ends the region: its last two samples exactly 0), so they are skipped rather
+    than read as a flat line.
+
+    Returns:
+        float32 ``(N, 23)``, rows in the input order.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    start, stop = PRE_SAMPLES - P_REGION[0], PRE_SAMPLES - P_REGION[1]
+    out = centred(x, record_groups(record, sample), sample)[:, start:stop].copy()
+    out[(out[:, -1] == 0) & (out[:, -2] == 0)] = np.nan
+    return out
+
+
 def build_channels(
     x: np.ndarray,
     record: np.ndarray | None,

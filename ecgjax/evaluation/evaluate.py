@@ -322,6 +322,9 @@ def evaluate(
         "protocol": protocol,
         "cluster_smoothing": float(loaded.config.data.cluster_smoothing),
         "af_gate": bool(loaded.config.data.af_gate),
+        "af_gate_pwave": float(loaded.config.data.af_gate_pwave)
+        if loaded.config.data.af_gate
+        else 0.0,
         "adapt_norm": str(loaded.config.data.adapt_norm),
         "adapt_rounds": int(loaded.config.data.adapt_rounds),
         "adapt_min_prob": float(loaded.config.data.adapt_min_prob),

@@ -20,7 +20,16 @@ record) are judged irregular when all three hold:
 Intervals that begin or end at a beat the model calls S, V or F are left out first
 (normal-to-normal intervals, as heart-rate variability is measured), so frequent premature
 beats, atrial or ventricular, do not read as irregularity; in AF the intervals between the
-beats called N stay irregularly irregular. On flagged beats the S probability moves onto N; V,
+beats called N stay irregularly irregular.
+
+AF is also the absence of P waves, which the RR tests do not see. With ``pwave_max`` > 0 (config
+``data.af_gate_pwave``) a beat is gated only where, in addition, the P waves in its window are
+inconsistent: each beat's P region (248-64 ms before the R peak,
+:func:`ecgjax.data.inputs.p_regions`) is correlated with the median P region of the
+``P_NEIGHBOURS`` beats around it, and the median of those correlations over the window's beats
+not called S, V or F must be below ``pwave_max``. On DS1's annotated rhythms that median is
+about 0.2 in AF and 0.75-0.98 elsewhere (``report/journal.md``, session 13), so atrial premature
+beats between AF episodes, which have P waves, keep their S. On flagged beats the S probability moves onto N; V,
 F and Q are untouched. All three statistics are scale-free, so the sample positions may be in
 any unit (any sampling rate), but they must be every beat of the record: a beat-level split or
 a sample of a file is refused (:func:`require_whole_records`). Records with fewer than
@@ -32,6 +41,7 @@ beats, depending on the pool; ``report/journal.md``, session 12).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -55,6 +65,31 @@ class DashThresholds:
 
 DASH = DashThresholds()
 ECTOPIC = ("S", "V", "F")  # beats whose intervals are left out: premature, atrial or ventricular
+P_NEIGHBOURS = 32  # beats whose median P region is each beat's reference
+MIN_P_BEATS = 8  # fewer beats with a P region in a window: the P test cannot speak, RR decides
+
+
+def p_wave_correlation(regions: np.ndarray) -> np.ndarray:
+    """Correlation of each beat's P region with the median region of the ``P_NEIGHBOURS`` beats
+    around it, beats of one record in time order; NaN where a region is missing (NaN row).
+
+    Consistent P waves correlate highly with their neighbours' median; fibrillation waves do not.
+    """
+    regions = np.asarray(regions, dtype=np.float64)
+    n = len(regions)
+    if n == 0:
+        return np.zeros(0)
+    centred = regions - regions.mean(1, keepdims=True)
+    size = min(P_NEIGHBOURS, n)
+    start = np.clip(np.arange(n) - size // 2, 0, n - size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN neighbourhoods stay NaN
+        refs = np.nanmedian(sliding_window_view(centred, size, axis=0), axis=-1)[start]
+    num = np.sum(centred * refs, axis=1)
+    den = np.sqrt(np.sum(centred**2, axis=1) * np.sum(refs**2, axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den > 0, num / den, 0.0)
+    return np.where(np.isnan(centred[:, 0]) | np.isnan(refs[:, 0]), np.nan, out)
 
 
 def window_statistics(rr: np.ndarray, t: DashThresholds = DASH) -> dict[str, np.ndarray]:
@@ -85,7 +120,13 @@ def window_statistics(rr: np.ndarray, t: DashThresholds = DASH) -> dict[str, np.
     return {"rmssd": rmssd, "entropy": entropy, "tpr": tpr}
 
 
-def _record_flags(sample: np.ndarray, ectopic: np.ndarray, t: DashThresholds) -> np.ndarray:
+def _record_flags(
+    sample: np.ndarray,
+    ectopic: np.ndarray,
+    t: DashThresholds,
+    p_corr: np.ndarray | None = None,
+    pwave_max: float = 0.0,
+) -> np.ndarray:
     """AF flag per beat of one record, beats given in time order."""
     n = len(sample)
     rr = np.diff(sample.astype(np.float64))
@@ -107,6 +148,15 @@ def _record_flags(sample: np.ndarray, ectopic: np.ndarray, t: DashThresholds) ->
         & (stats["tpr"] > t.tpr_low)
         & (stats["tpr"] < t.tpr_high)
     )
+    if p_corr is not None and pwave_max > 0:
+        # Window w spans kept intervals w .. w + length - 1, i.e. the beats that end them.
+        corr = p_corr[kept + 1]
+        windows = sliding_window_view(corr, length)
+        enough = np.sum(~np.isnan(windows), axis=1) >= MIN_P_BEATS
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows: handled below
+            median = np.nanmedian(windows, axis=1)
+        irregular &= ~enough | (median < pwave_max)
     # Beat i ends interval i - 1: its nearest kept interval centres its window, clipped.
     nearest = np.clip(np.searchsorted(kept, np.arange(n) - 1), 0, len(kept) - 1)
     start = np.clip(nearest - length // 2, 0, len(irregular) - 1)
@@ -118,13 +168,17 @@ def af_flags(
     record: Sequence[str] | np.ndarray,
     t: DashThresholds = DASH,
     ectopic: np.ndarray | None = None,
+    p_regions: np.ndarray | None = None,
+    pwave_max: float = 0.0,
 ) -> np.ndarray:
     """A boolean per beat: does the rhythm around it look like AF (Dash et al. 2009)?
 
     ``sample``: each beat's R-peak position (any unit); ``record``: its record id; ``ectopic``:
     beats whose intervals are left out (for example those the model calls V), so that
-    ventricular bigeminy or trigeminy is not read as irregularity. Beats need not be sorted;
-    within a record they are taken in time order.
+    ventricular bigeminy or trigeminy is not read as irregularity. With ``p_regions`` (each
+    beat's P region, NaN rows where missing) and ``pwave_max`` > 0, a window must also have
+    inconsistent P waves (module docstring). Beats need not be sorted; within a record they are
+    taken in time order.
     """
     sample = np.asarray(sample)
     record = np.asarray(record).astype(str)
@@ -134,12 +188,16 @@ def af_flags(
             f"AF gate: one position, record id and ectopic flag per beat ({sample.shape}, "
             f"{record.shape}, {ectopic.shape})"
         )
+    use_p = pwave_max > 0
+    if use_p and (p_regions is None or len(p_regions) != len(sample)):
+        raise ValueError("AF gate: the P-wave test needs one P region per beat")
     out = np.zeros(len(sample), dtype=bool)
     for name in np.unique(record):
         idx = np.flatnonzero(record == name)
         order = idx[np.argsort(sample[idx], kind="stable")]
+        corr = p_wave_correlation(p_regions[order]) if use_p and p_regions is not None else None
         try:
-            out[order] = _record_flags(sample[order], ectopic[order], t)
+            out[order] = _record_flags(sample[order], ectopic[order], t, corr, pwave_max)
         except ValueError as err:
             raise ValueError(f"record {name}: {err}") from None
     return out
@@ -164,12 +222,15 @@ def gate_ensemble(
     class_names: Sequence[str],
     enabled: bool,
     source: str = "the data",
+    p_regions: np.ndarray | None = None,
+    pwave_max: float = 0.0,
 ) -> np.ndarray:
     """:func:`gate` for every seed of ``probs`` ``(S, N, C)`` (or one ``(N, C)``) when enabled.
 
     The intervals of the beats the ensemble (the seeds' mean) calls S, V or F are left out of
     the detector's RR series (normal-to-normal intervals), so premature beats, atrial or
-    ventricular, are not taken for AF.
+    ventricular, are not taken for AF; the same beats are left out of the P-wave test
+    (``p_regions``, ``pwave_max``; :func:`af_flags`).
 
     Raises:
         ValueError: enabled, but the file has no record or sample column (named by ``source``).
@@ -184,7 +245,7 @@ def gate_ensemble(
     names = list(class_names)
     mean = probs.mean(0) if probs.ndim == 3 else probs
     ectopic = np.isin(mean.argmax(-1), [names.index(c) for c in ECTOPIC if c in names])
-    flags = af_flags(sample, record, ectopic=ectopic)
+    flags = af_flags(sample, record, ectopic=ectopic, p_regions=p_regions, pwave_max=pwave_max)
     return gate(probs, flags, names).astype(probs.dtype)
 
 

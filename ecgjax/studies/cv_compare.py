@@ -66,7 +66,15 @@ def smoothed_pool(cv_dir: Path, smoothing: float | None = None, k: int | None = 
     strength = float(config.data.cluster_smoothing if smoothing is None else smoothing)
     k = int(config.data.cluster_k if k is None else k)
     arrays = dict(oof) | {"record": record}
-    probs = pooled_probs(arrays, names, strength, k, bool(config.data.af_gate), str(cv_dir))
+    probs = pooled_probs(
+        arrays,
+        names,
+        strength,
+        k,
+        bool(config.data.af_gate),
+        str(cv_dir),
+        af_gate_pwave=float(config.data.af_gate_pwave),
+    )
     return Pool(
         json.loads(cv_path.read_text()),
         names,

@@ -5,7 +5,12 @@ Some switches act only when the model predicts: batch-norm adaptation (``data.ad
 them on the training patients needs the out-of-fold pool as each setting would give it, and
 retraining every fold for a setting that training never sees would only add seed noise. So
 each fold's checkpoint (its best epoch) predicts its own held-out records again with the
-setting changed. The result is a CV folder
+setting changed.
+
+``epoch='last'`` takes each fold's last epoch instead (its ``latest`` checkpoint). A CV run picks
+each fold's best epoch on that fold's own held-out records, the very beats the pool scores, so
+its pool is a little optimistic; the last epoch involves no such look, and the gap between the
+two pools measures how much the selection flattered a run (``report/journal.md``, session 13). The result is a CV folder
 (``cv.json``, ``fold<i>/config.json``, ``oof.npz``; no checkpoints) that
 ``scripts/cv_compare.py`` and ``scripts/cluster_study.py`` read like a trained one, paired beat
 for beat with the original. With no change it reproduces the run's own ``oof.npz`` (tested).
@@ -26,21 +31,30 @@ from ecgjax.studies import derived
 from ecgjax.training.validate import validate
 
 # Keys that change only how a trained model predicts, never what it learned.
-PREDICTION_KEYS = ("data.adapt_norm", "data.adapt_rounds", "data.adapt_min_prob", "data.af_gate")
+PREDICTION_KEYS = (
+    "data.adapt_norm",
+    "data.adapt_rounds",
+    "data.adapt_min_prob",
+    "data.af_gate",
+    "data.af_gate_pwave",
+)
 
 
 class RescoreError(UserError):
     """The CV folder cannot be re-scored (missing parts, or a key that training would see)."""
 
 
-def default_name(cv_dir: Path, overrides: dict[str, Any]) -> str:
-    """``<run>-<key><value>...``, e.g. ``ip_cv4-adapt_rounds2``."""
+EPOCHS = {"best": "best", "last": "latest"}  # --epoch -> the fold's checkpoint folder
+
+
+def default_name(cv_dir: Path, overrides: dict[str, Any], epoch: str = "best") -> str:
+    """``<run>-<key><value>...``, e.g. ``ip_cv4-adapt_rounds2``; ``-last`` for the last epoch."""
     parts = [
         f"{key.partition('.')[2]}{value:g}"
         if isinstance(value, float)
         else f"{key.partition('.')[2]}{value}"
         for key, value in sorted(overrides.items())
-    ]
+    ] + (["last"] if epoch == "last" else [])
     return "-".join([cv_dir.name, *parts]) if parts else f"{cv_dir.name}-rescored"
 
 
@@ -50,9 +64,12 @@ def rescore(
     out_dir: Path,
     *,
     overwrite: bool = False,
+    epoch: str = "best",
     on_fold: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Predict every fold's held-out records with ``overrides`` and write the pool to ``out_dir``.
+
+    ``epoch``: ``best`` (each fold's selected epoch, as the run pooled) or ``last``.
 
     Returns the new ``cv.json`` content (its ``out_of_fold`` is the pooled AAMI report after the
     run's cluster smoothing).
@@ -63,6 +80,8 @@ def rescore(
         DataError: ``cv_dir`` is not a complete CV run.
         CheckpointError: a fold's checkpoint is missing or damaged.
     """
+    if epoch not in EPOCHS:
+        raise RescoreError(f"epoch={epoch!r}: use one of {sorted(EPOCHS)}")
     bad = sorted(set(overrides) - set(PREDICTION_KEYS))
     if bad:
         raise RescoreError(
@@ -80,11 +99,11 @@ def rescore(
         "x": [],
         "sample": [],
     }
-    configs = []
+    configs, scored = [], []
     for i, fold in enumerate(cv["folds"]):
         if on_fold is not None:
             on_fold(i, len(cv["folds"]))
-        loaded = evaluate.load_ensemble(cv_dir / f"fold{i}")
+        loaded = evaluate.load_ensemble(cv_dir / f"fold{i}" / EPOCHS[epoch])
         splits = cv_data.splits(i, loaded.config)
         held_out = sorted(set(np.asarray(splits.val.record).astype(str)))
         if held_out != sorted(fold["val_records"]):
@@ -102,6 +121,12 @@ def rescore(
         if splits.val.sample is not None:
             arrays["sample"].append(np.asarray(splits.val.sample))
         configs.append(loaded.config)
+        scored.append(loaded.epoch)
     pool = {key: np.concatenate(parts) for key, parts in arrays.items() if parts}
-    made = {"rescored_from": str(cv_dir), "overrides": overrides}
+    made = {
+        "rescored_from": str(cv_dir),
+        "overrides": overrides,
+        "epoch": epoch,
+        "scored_epochs": scored,
+    }
     return derived.write(out_dir, cv, configs, pool, made)

@@ -68,6 +68,7 @@ def write(
         float(data.cluster_smoothing),
         int(data.cluster_k),
         bool(data.af_gate),
+        float(data.af_gate_pwave),
     )
     summary = cv | made | {"out_of_fold": report}
     out_dir.mkdir(parents=True, exist_ok=True)

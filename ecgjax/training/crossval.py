@@ -23,7 +23,7 @@ from rich.table import Table
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
-from ecgjax.data import folds
+from ecgjax.data import folds, inputs
 from ecgjax.scoring import aami, aami_tables, clusters
 from ecgjax.scoring import af_gate as af_gate_lib
 from ecgjax.tracking import Tracker, process_tags
@@ -51,6 +51,7 @@ def pooled_probs(
     k: int = 8,
     af_gate: bool = False,
     source: str = "the out-of-fold pool",
+    af_gate_pwave: float = 0.0,
 ) -> np.ndarray:
     """The pool's ensemble probabilities after the recipe's post-processing, as evaluation
     applies it (:func:`ecgjax.training.run.postprocess`): cluster smoothing, then the AF gate.
@@ -68,8 +69,19 @@ def pooled_probs(
             "before positions were kept) lacks; re-score it with scripts/cv_rescore.py"
         )
     try:
+        use_p = af_gate and af_gate_pwave > 0
+        regions = (
+            inputs.p_regions(arrays["x"], arrays["record"], arrays["sample"]) if use_p else None
+        )
         gated = af_gate_lib.gate_ensemble(
-            probs, arrays.get("sample"), arrays["record"], names, af_gate, source
+            probs,
+            arrays.get("sample"),
+            arrays["record"],
+            names,
+            af_gate,
+            source,
+            p_regions=regions,
+            pwave_max=af_gate_pwave if use_p else 0.0,
         )
     except ValueError as err:
         raise data_lib.DataError(str(err)) from None
@@ -82,6 +94,7 @@ def pool_out_of_fold(
     smoothing: float = 0.0,
     k: int = 8,
     af_gate: bool = False,
+    af_gate_pwave: float = 0.0,
 ) -> dict[str, Any]:
     """AAMI statistics of every training record predicted once, by the fold that held it out.
 
@@ -91,7 +104,7 @@ def pool_out_of_fold(
     the config's post-processing, as evaluation would apply it); the training patients only,
     so it is fit for selection.
     """
-    probs = pooled_probs(arrays, names, smoothing, k, af_gate)
+    probs = pooled_probs(arrays, names, smoothing, k, af_gate, af_gate_pwave=af_gate_pwave)
     protocol = (
         "inter-patient (out-of-fold: each training record predicted by a model that never saw it)"
     )
@@ -127,9 +140,13 @@ def train_cv(
     experiment: str = "ecgjax-train",
     progress: bool = True,
     refit: bool = False,
+    refit_test: bool = True,
     command: Sequence[str] | None = None,
 ) -> CVResult:
     """Cross-validate ``config`` over the records of its training file (``data.cv_folds`` folds).
+
+    ``refit`` trains one ordinary run after the folds, which evaluates the test file unless
+    ``refit_test`` is off.
 
     Raises:
         ValueError: ``data.cv_folds < 2``, or fewer records than folds.
@@ -222,6 +239,7 @@ def train_cv(
             float(config.data.cluster_smoothing),
             int(config.data.cluster_k),
             bool(config.data.af_gate),
+            float(config.data.af_gate_pwave),
         )
     if out.out_of_fold is not None:
         tracker.log_metrics(
@@ -233,7 +251,10 @@ def train_cv(
     _print_table(config, out, fold_splits)
     if refit:
         single = config_lib.with_overrides(config, {"data.cv_folds": 0})
-        console.print("refit: one ordinary run (single validation split); the test file, once")
+        console.print(
+            "refit: one ordinary run (single validation split)"
+            + ("; the test file, once" if refit_test else "; the test file is not evaluated")
+        )
         out.refit = train_run(
             single,
             run_name=f"{name}/refit",
@@ -242,6 +263,7 @@ def train_cv(
             progress=progress,
             run_dir=run_dir / "refit",
             tags={"ecgjax.cv_parent": name},
+            evaluate_test=refit_test,
         )
     rundir.clear_resume_note(run_dir)
     return out

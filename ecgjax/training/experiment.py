@@ -225,6 +225,11 @@ def _print_summary(config: ml_collections.ConfigDict, result: RunResult, wall: f
         f"strategy {result.strategy}/{result.dispatch}; {wall:.0f} s; checkpoint {result.run_dir}"
     )
     if result.test_report is None:
+        if config.data.get("test_file") and int(config.data.cv_folds) < 2:
+            console.print(
+                f"the test file ({config.data.test_file}) was not evaluated; when the choice is "
+                f"made: uv run scripts/evaluate.py {result.run_dir}"
+            )
         return
     rep = result.test_report
     table = Table(title="test split (best epoch)")

@@ -21,6 +21,7 @@ import numpy as np
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
+from ecgjax.data import inputs
 from ecgjax.scoring import af_gate, clusters
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.training import checkpoint as ckpt
@@ -222,6 +223,22 @@ class TrainingRun:
         return out
 
 
+def gate_pwave(
+    config: ml_collections.ConfigDict,
+    x: np.ndarray | None,
+    record: np.ndarray | None,
+    sample: np.ndarray | None,
+) -> dict[str, Any]:
+    """The AF gate's P-wave arguments (``p_regions``, ``pwave_max``) for these beats: none
+    unless the gate and its P-wave test (``data.af_gate_pwave``) are on."""
+    pwave_max = float(config.data.get("af_gate_pwave", 0.0))
+    if not (config.data.af_gate and pwave_max > 0) or x is None:
+        return {}
+    if record is None or sample is None:
+        return {}  # gate_ensemble names the missing columns
+    return {"p_regions": inputs.p_regions(x, record, sample), "pwave_max": pwave_max}
+
+
 def postprocess(
     config: ml_collections.ConfigDict, split: data_lib.BeatData, probs: np.ndarray
 ) -> np.ndarray:
@@ -242,7 +259,13 @@ def postprocess(
             split.source,
         )
         return af_gate.gate_ensemble(
-            probs, split.sample, split.record, names, bool(config.data.af_gate), split.source
+            probs,
+            split.sample,
+            split.record,
+            names,
+            bool(config.data.af_gate),
+            split.source,
+            **gate_pwave(config, split.x, split.record, split.sample),
         )
     except ValueError as err:
         raise data_lib.DataError(str(err)) from None

@@ -86,6 +86,10 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "data.num_classes": _at_least(2),
         "data.val_fraction": _open_unit(),
         "data.cluster_smoothing": _unit(),
+        "data.af_gate_pwave": (
+            lambda v: isinstance(v, int | float) and 0 <= v < 1,
+            "a number in [0, 1): 0 turns the P-wave test off",
+        ),
         "data.split_seed": _at_least(0),
         "data.val_split": _one_of(VAL_SPLITS),
         "data.cv_folds": ((lambda v: _int(v) and (v == 0 or v >= 2)), "0 (off) or an integer >= 2"),
@@ -209,6 +213,12 @@ def _cross_field(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config: data.adapt_norm='normal' takes statistics over the beats called N; "
             f"data.class_names={names} has no 'N' (use data.adapt_norm='record')"
+        )
+    if c.data.af_gate and (c.data.max_eval > 0 or c.data.max_train > 0):
+        raise ConfigError(
+            f"config: data.af_gate reads the RR intervals between consecutive beats, so it needs "
+            f"every beat of each record; data.max_train={c.data.max_train} / "
+            f"data.max_eval={c.data.max_eval} take a sample (set them to 0, or data.af_gate=False)"
         )
     if c.data.af_gate and not {"N", "S"} <= set(names):
         raise ConfigError(
