@@ -168,7 +168,9 @@ Looked at once on each test set (the same ensembles with and without it, paired 
 DS1 -> DS2 N Se .939 -> .960 (+.021 [+.005, +.043]), S +P .219 -> .292 (+.073 [+.013,
 +.129]), S Se .434 -> .424 (-.010 [-.105, -.001]), V unchanged, accuracy .911 -> .929;
 DS2 -> DS1 N Se .980 -> .993 (+.013), S +P .336 -> .493 (+.157), S Se .675 -> .667, V
-unchanged, accuracy .953 -> .964. Not in ``causal`` (its RR window reaches 64 beats ahead) nor
+unchanged, accuracy .953 -> .964. Conditioning on "not S" instead of moving S onto N
+(``data.af_gate_mode='condition'``) raised DS1 V Se by .034-.043 but cost N Se .012-.019 and
+V +P .13-.19 on three pools, and was left out. Not in ``causal`` (its RR window reaches 64 beats ahead) nor
 ``smoke`` (which samples beats). ``evaluate.py --af_gate=false`` turns it off.
 
 Training longer (``--config.train.epochs=10``, 400 steps each; 614 s for 5 seeds) passed its

@@ -38,6 +38,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Annotated rhythms (the data's ``rhythm`` column) whose records the folds spread apart, so
     # a held-out atrial-fibrillation patient is judged by a model that saw AF ("" = by class only).
     c.data.cv_rhythms = "AFIB,AFL"
+    # The epoch each CV fold is scored and pooled at: "last" (no look at the held-out records)
+    # or "best" (chosen on them, so optimistic; what runs before 2026-12-07 did).
+    c.data.cv_epoch = "last"
     c.data.max_train = 0  # 0 = use all; >0 subsamples (stratified) for smoke runs
     c.data.max_eval = 0  # same for validation/test
     # Model input channels (ecgjax.data.inputs), comma-separated: beat | template | beat_minus_template
@@ -69,6 +72,9 @@ def base_config() -> ml_collections.ConfigDict:
     # of the window's P regions with their neighbours' below this (0 = RR tests only; 0.5 lies
     # between AF's ~0.2 and sinus rhythm's 0.75-0.98 on DS1; ecgjax.scoring.af_gate).
     c.data.af_gate_pwave = 0.0
+    # What a gated beat's S probability becomes: "to_n" (onto N) or "condition" (p / (1 - p(S))
+    # over the other classes, so a beat whose runner-up was V becomes V).
+    c.data.af_gate_mode = "to_n"
     # Patient-adaptive batch norm (ecgjax.training.adapt, AdaBN): "record" predicts each record
     # with batch-norm statistics of its own beats instead of the training patients' running
     # ones, "normal" with those of its beats first called N (no labels; needs
@@ -301,7 +307,7 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 # Keys whose base default is not what a checkpoint written before the key existed did. A
 # missing key takes this value instead, so an old run is read as it ran (re-scoring an old CV
 # pool deals its old folds: records were not spread by rhythm before data.cv_rhythms).
-BEFORE_KEY: dict[str, Any] = {"data.cv_rhythms": ""}
+BEFORE_KEY: dict[str, Any] = {"data.cv_rhythms": "", "data.cv_epoch": "best"}
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:

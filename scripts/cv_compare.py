@@ -57,6 +57,8 @@ def main(argv: list[str]) -> None:
         table.add_row(label, *(f"{row[c][s] or 0:.3f}" for c, s in cols), f"{row['accuracy']:.3f}")
     console = Console(width=200)
     console.print(table)
+    if result["warning"]:
+        console.print(f"[bold yellow]warning: {result['warning']}[/]")
     console.print(f"B minus A, 95% CI over records ({result['resamples']} resamples; not seeds):")
     for metric, (d, lo, hi) in result["b_minus_a"].items():
         console.print(f"  {metric}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")

@@ -13,8 +13,9 @@ Each fold's checkpoint predicts its own held-out records again with the settings
 the pool is written as a CV folder under ``checkpoints/`` (``cv.json``, ``fold<i>/config.json``,
 ``oof.npz``; no model), which ``cv_compare.py`` pairs with the original beat for beat. Only the
 training patients are read: fit for choosing a setting (ecgjax/studies/cv_rescore.py).
-``--epoch=last`` scores each fold's last epoch instead of the one selected on its own held-out
-records: no look at the scored beats, so two such pools compare without that optimism.
+``--epoch=last`` scores each fold's last epoch, ``--epoch=best`` the one selected on its own
+held-out records (optimistic: it looked at the scored beats); by default the epoch the run
+pooled (``data.cv_epoch``; ``best`` for runs before 2026-12-07).
 """
 
 import logging
@@ -36,16 +37,22 @@ _AF_GATE = flags.DEFINE_bool(
 )
 _EPOCH = flags.DEFINE_enum(
     "epoch",
-    "best",
+    None,
     ["best", "last"],
-    "Each fold's best epoch (selected on its own held-out records, as the run pooled) or its "
-    "last (no selection on the scored beats).",
+    "Each fold's best epoch (selected on its own held-out records) or its last (no selection "
+    "on the scored beats). Default: the epoch the run pooled (data.cv_epoch).",
 )
 _PWAVE = flags.DEFINE_float(
     "af_gate_pwave",
     None,
     "data.af_gate_pwave for the new pool (with --af_gate: gate only where the P waves are "
     "inconsistent, their median correlation below this; 0 = off).",
+)
+_MODE = flags.DEFINE_enum(
+    "af_gate_mode",
+    None,
+    ["to_n", "condition"],
+    "data.af_gate_mode for the new pool (a gated beat's S onto N, or conditioned away).",
 )
 _NAME = flags.DEFINE_string(
     "name", None, "Folder under checkpoints/ for the new pool (default: <run>-<key><value>...)."
@@ -69,13 +76,14 @@ def main(argv: list[str]) -> None:
         "data.adapt_min_prob": _MIN_PROB.value,
         "data.af_gate": _AF_GATE.value,
         "data.af_gate_pwave": _PWAVE.value,
+        "data.af_gate_mode": _MODE.value,
     }
     overrides = {key: value for key, value in given.items() if value is not None}
     epoch = _EPOCH.value
-    if not overrides and epoch == "best":
+    if not overrides and epoch is None:
         raise app.UsageError(
             "nothing to change: give --epoch=last, --adapt_norm, --adapt_rounds, "
-            "--adapt_min_prob, --af_gate or --af_gate_pwave"
+            "--adapt_min_prob, --af_gate, --af_gate_pwave or --af_gate_mode"
         )
     name = _NAME.value or cv_rescore.default_name(cv_dir, overrides, epoch)
     out_dir = paths.checkpoints_dir() / name
@@ -88,7 +96,7 @@ def main(argv: list[str]) -> None:
         cv_dir, overrides, out_dir, overwrite=_OVERWRITE.value, epoch=epoch, on_fold=on_fold
     )
     section = summary["out_of_fold"]
-    changes = ", ".join([f"{k}={v}" for k, v in overrides.items()] + [f"epoch={epoch}"])
+    changes = ", ".join([f"{k}={v}" for k, v in overrides.items()] + [f"epoch={summary['epoch']}"])
     console.print(gross_table(section, f"{cv_dir.name} re-scored with {changes}"))
     console.print(
         f"wrote {out_dir} (oof.npz, cv.json); compare: "

@@ -64,6 +64,14 @@ _AF_GATE_PWAVE = flags.DEFINE_float(
     "correlation below this; 0 = RR tests only). Default: the checkpoint's data.af_gate_pwave.",
 )
 
+_AF_GATE_MODE = flags.DEFINE_enum(
+    "af_gate_mode",
+    None,
+    ["to_n", "condition"],
+    "With the AF gate: a gated beat's S probability onto N, or conditioned away (p / (1 - p(S))). "
+    "Default: the checkpoint's data.af_gate_mode.",
+)
+
 _ADAPT = flags.DEFINE_enum(
     "adapt_norm",
     None,
@@ -225,6 +233,8 @@ def main(argv: list[str]) -> None:
             loaded.config.data.af_gate = bool(_AF_GATE.value)
         if _AF_GATE_PWAVE.value is not None:
             loaded.config.data.af_gate_pwave = float(_AF_GATE_PWAVE.value)
+        if _AF_GATE_MODE.value is not None:
+            loaded.config.data.af_gate_mode = _AF_GATE_MODE.value
         if _AF_GATE.value is not None or _AF_GATE_PWAVE.value is not None:
             validate(loaded.config)  # the gate needs classes N and S; the threshold in [0, 1)
         if _ADAPT.value is not None:
@@ -275,8 +285,9 @@ def main(argv: list[str]) -> None:
             if report["af_gate_pwave"]
             else ""
         )
+        where = "moved to N" if report["af_gate_mode"] == "to_n" else "conditioned away"
         console.print(
-            f"AF gate: S moved to N where the RR intervals look like atrial fibrillation{also}"
+            f"AF gate: S {where} where the RR intervals look like atrial fibrillation{also}"
         )
     if report["adapt_norm"] != "none":
         beats = "its own beats" if report["adapt_norm"] == "record" else "its beats called N"

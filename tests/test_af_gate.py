@@ -111,6 +111,20 @@ def test_gate_moves_s_to_n_on_flagged_beats_only() -> None:
     assert af_gate.gate(probs, flags, ["N", "V"]) is probs  # no S class: nothing to move
 
 
+def test_gate_can_condition_on_not_s() -> None:
+    """``condition``: S is impossible in AF, so the other classes keep their odds; a beat whose
+    runner-up was V becomes V. Where S held everything, N takes it."""
+    probs = np.array([[0.2, 0.5, 0.3, 0.0, 0.0], [0.1, 0.6, 0.1, 0.1, 0.1], [0, 1.0, 0, 0, 0]])
+    flags = np.array([True, False, True])
+    out = af_gate.gate(probs, flags, NAMES, mode="condition")
+    np.testing.assert_allclose(out[0], [0.4, 0.0, 0.6, 0.0, 0.0])
+    np.testing.assert_array_equal(out[1], probs[1])
+    np.testing.assert_allclose(out[2], [1.0, 0, 0, 0, 0])
+    assert out[0].argmax() == 2 and af_gate.gate(probs, flags, NAMES)[0].argmax() == 0
+    with pytest.raises(ValueError, match="mode 'drop'"):
+        af_gate.gate(probs, flags, NAMES, mode="drop")
+
+
 def test_gate_ensemble_leaves_out_the_beats_the_seed_mean_calls_ectopic() -> None:
     rng = np.random.default_rng(5)
     rr = np.concatenate([_sinus(200, rng), _fibrillation(300, rng)])
@@ -119,14 +133,14 @@ def test_gate_ensemble_leaves_out_the_beats_the_seed_mean_calls_ectopic() -> Non
     probs = np.tile(np.array([0.6, 0.3, 0.05, 0.03, 0.02]), (2, len(sample), 1))
     called_s = rng.random(len(sample)) < 0.2  # one beat in five called S by the seeds' mean
     probs[0, called_s] = probs[1, called_s] = [0.2, 0.7, 0.05, 0.03, 0.02]
-    off = af_gate.gate_ensemble(probs, sample, record, NAMES, enabled=False)
+    off = af_gate.gate_ensemble(probs, sample, record, NAMES, af_gate.OFF)
     assert off is probs
-    on = af_gate.gate_ensemble(probs, sample, record, NAMES, enabled=True)
+    on = af_gate.gate_ensemble(probs, sample, record, NAMES, af_gate.GateSettings(enabled=True))
     flags = af_gate.af_flags(sample, record, ectopic=called_s)
     assert flags[250:].mean() > 0.9 and not flags[:150].any()
     np.testing.assert_array_equal(on[0].argmax(-1) == 0, flags | ~called_s)
     with pytest.raises(ValueError, match=r"beats\.parq: data\.af_gate needs"):
-        af_gate.gate_ensemble(probs, None, record, NAMES, enabled=True, source="beats.parq")
+        af_gate.gate_ensemble(probs, None, record, NAMES, af_gate.GateSettings(True), "beats.parq")
 
 
 def _p_regions(n: int, rng: np.random.Generator, waves: bool) -> np.ndarray:
@@ -186,6 +200,15 @@ def test_config_needs_n_and_s() -> None:
         validate(c)
     c.data.af_gate_pwave = 0.5
     validate(c)
+    c.data.af_gate_mode = "drop"
+    with pytest.raises(ConfigError, match=r"data\.af_gate_mode"):
+        validate(c)
+    c.data.af_gate_mode = "condition"
+    validate(c)
+    c.data.max_eval = 200  # a sample of the beats: their gaps are not RR intervals
+    with pytest.raises(ConfigError, match="every beat of each record"):
+        validate(c)
+    c.data.max_eval = 0
     c.data.num_classes = 2
     c.data.class_names = ("N", "V")
     with pytest.raises(ConfigError, match=r"data\.af_gate"):

@@ -346,12 +346,15 @@ def test_af_gate_is_part_of_the_checkpoints_prediction(trained: tuple[Path, RunR
     raw = evaluate.predict(loaded, test)
     loaded.config.data.af_gate = True  # what --af_gate sets
     gated = evaluate.predict(loaded, test)
-    want = af_gate.gate_ensemble(raw, test.sample, test.record, loaded.class_names, True)
+    on = af_gate.GateSettings(enabled=True)
+    want = af_gate.gate_ensemble(raw, test.sample, test.record, loaded.class_names, on)
     np.testing.assert_allclose(gated, want, rtol=1e-6)
     loaded.config.data.af_gate_pwave = 0.5  # what --af_gate_pwave=0.5 sets: the P-wave test too
+    loaded.config.data.af_gate_mode = "condition"  # and --af_gate_mode=condition
     regions = inputs.p_regions(test.x, test.record, test.sample)
+    both = af_gate.GateSettings(enabled=True, pwave_max=0.5, mode="condition")
     want = af_gate.gate_ensemble(
-        raw, test.sample, test.record, loaded.class_names, True, p_regions=regions, pwave_max=0.5
+        raw, test.sample, test.record, loaded.class_names, both, "", regions
     )
     np.testing.assert_allclose(evaluate.predict(loaded, test), want, rtol=1e-6)
     with pytest.raises(data_lib.DataError, match="needs each beat's record and sample position"):
@@ -374,6 +377,7 @@ def test_af_gate_is_part_of_the_checkpoints_prediction(trained: tuple[Path, RunR
         run(patients=as_new, beats_in_file=len(test) + 1)
     report = run(patients=as_new)
     assert report["af_gate"] is True and report["af_gate_pwave"] == 0.5
+    assert report["af_gate_mode"] == "condition"
 
 
 def test_decision_offsets_are_part_of_the_prediction_and_must_match_the_checkpoint(

@@ -15,6 +15,7 @@ from ecgjax import paths
 from ecgjax.data import folds
 from ecgjax.errors import UserError
 from ecgjax.scoring import clusters, decision
+from ecgjax.scoring.af_gate import GateSettings
 from ecgjax.studies import cluster_study, cv_compare, cv_rescore, decision_study, tree_blend
 from ecgjax.training import checkpoint as ckpt
 from ecgjax.training import trees
@@ -75,14 +76,16 @@ def test_a_stratum_is_spread_like_a_class() -> None:
         folds.record_folds(record, y, 2, seed=0, strata=strata[:3])
 
 
-def test_a_run_from_before_rhythm_folds_reads_as_it_ran() -> None:
+def test_a_run_from_before_a_key_reads_as_it_ran() -> None:
     # Pools trained before data.cv_rhythms existed dealt folds by class only; re-scoring one
     # must deal the same folds, not the rhythm-aware default.
     config = cv_config()
     saved = json.loads(config_lib.to_json(config))
     assert config_lib.from_json(json.dumps(saved)).data.cv_rhythms == "AFIB,AFL"
-    del saved["data"]["cv_rhythms"]
-    assert config_lib.from_json(json.dumps(saved)).data.cv_rhythms == ""
+    assert config_lib.from_json(json.dumps(saved)).data.cv_epoch == "last"
+    del saved["data"]["cv_rhythms"], saved["data"]["cv_epoch"]
+    old = config_lib.from_json(json.dumps(saved))
+    assert old.data.cv_rhythms == "" and old.data.cv_epoch == "best"  # how such runs pooled
 
 
 def test_bad_fold_counts_are_clear_errors() -> None:
@@ -131,18 +134,20 @@ def test_two_fold_training_run(project: Path) -> None:
     result = train_cv(config, run_name="cv", progress=False)
     run_dir = project / "checkpoints" / "cv"
     metric = f"val/{config.train.select_metric}"
-    best = []
+    scored = []  # each fold is scored at its last epoch (data.cv_epoch): no look at its records
     for i, fold in enumerate(result.folds):
         fold_dir = run_dir / f"fold{i}"
         assert fold.run_dir == fold_dir and fold.test_report is None  # test never evaluated
         assert (fold_dir / "config.json").is_file() and any((fold_dir / "best").iterdir())
         assert ckpt.find_run_dir(fold_dir) == (fold_dir, "best")
-        best.append(next(h for h in fold.history if h["epoch"] == fold.best_epoch)[metric])
+        scored.append(next(h for h in fold.history if h["epoch"] == fold.epochs_run)[metric])
     name = config.train.select_metric
-    assert result.score[f"cv/{name}"] == pytest.approx(np.mean(best))
-    assert result.score[f"cv/fold_std/{name}"] == pytest.approx(np.std(best))
-    assert result.score[f"cv/fold_min/{name}"] == pytest.approx(min(best))
+    assert result.score[f"cv/{name}"] == pytest.approx(np.mean(scored))
+    assert result.score[f"cv/fold_std/{name}"] == pytest.approx(np.std(scored))
+    assert result.score[f"cv/fold_min/{name}"] == pytest.approx(min(scored))
     saved = json.loads((run_dir / "cv.json").read_text())
+    assert saved["epoch"] == "last"
+    assert [f["scored_epoch"] for f in saved["folds"]] == [f.epochs_run for f in result.folds]
     val_records = [set(f["val_records"]) for f in saved["folds"]]
     assert not val_records[0] & val_records[1]
     assert val_records[0] | val_records[1] == set(np.asarray(pool.record).astype(str))
@@ -189,12 +194,14 @@ def test_two_fold_training_run(project: Path) -> None:
         np.testing.assert_allclose(again["probs"], arrays["probs"], atol=1e-6)
         np.testing.assert_array_equal(again["record"], arrays["record"])
     assert same["out_of_fold"]["gross"]["accuracy"] == pytest.approx(oof["gross"]["accuracy"])
-    # ... or at each fold's last epoch (its latest checkpoint): no selection on the scored beats.
-    last = cv_rescore.rescore(run_dir, {}, project / "checkpoints" / "last", epoch="last")
-    assert last["epoch"] == "last"
-    assert last["scored_epochs"] == [f.epochs_run for f in result.folds]
-    assert same["scored_epochs"] == [f.best_epoch for f in result.folds]
-    assert cv_rescore.default_name(run_dir, {}, "last") == "cv-last"
+    # ... at the run's own epoch (the last), or at each fold's best (selected on its own records).
+    assert same["epoch"] == "last"
+    assert same["scored_epochs"] == [f.epochs_run for f in result.folds]
+    best = cv_rescore.rescore(run_dir, {}, project / "checkpoints" / "best", epoch="best")
+    assert best["scored_epochs"] == [f.best_epoch for f in result.folds]
+    assert cv_rescore.default_name(run_dir, {}, "best") == "cv-best"
+    paired = cv_compare.compare(run_dir, project / "checkpoints" / "best", resamples=20)
+    assert paired["epochs"] == ["last", "best"] and "different epochs" in paired["warning"]
     with pytest.raises(UserError, match="epoch='first'"):
         cv_rescore.rescore(run_dir, {}, project / "checkpoints" / "first", epoch="first")
     refined = {"data.adapt_norm": "normal", "data.adapt_rounds": 2, "data.adapt_min_prob": 0.5}
@@ -217,7 +224,7 @@ def test_two_fold_training_run(project: Path) -> None:
     gate = {"data.af_gate": True, "data.af_gate_pwave": 0.5}
     gated = cv_rescore.rescore(run_dir, gate, project / "checkpoints" / "gated")
     want = pooled_probs(
-        arrays, names, data.cluster_smoothing, data.cluster_k, af_gate=True, af_gate_pwave=0.5
+        arrays, names, data.cluster_smoothing, data.cluster_k, GateSettings(True, pwave_max=0.5)
     )
     assert gated["out_of_fold"]["gross"]["accuracy"] == pytest.approx(
         float((want.argmax(-1) == y).mean())
@@ -225,7 +232,7 @@ def test_two_fold_training_run(project: Path) -> None:
     assert cv_compare.compare(run_dir, project / "checkpoints" / "gated", resamples=20)
     positionless = {k: v for k, v in arrays.items() if k != "sample"}
     with pytest.raises(data_lib.DataError, match=r"re-score it with scripts/cv_rescore\.py"):
-        pooled_probs(positionless, names, af_gate=True)
+        pooled_probs(positionless, names, gate=GateSettings(enabled=True))
     for overrides, target, needle in [
         ({"optim.learning_rate": 1.0}, "x", "not a prediction-time setting"),
         (changes, out.name, "exists"),
@@ -268,7 +275,7 @@ def test_two_fold_training_run(project: Path) -> None:
     kids = [r for r in runs if r.data.tags["ecgjax.kind"] == "cv_fold"]
     assert len(parent) == 1 and len(kids) == 2 and len(runs) == 3
     assert all(r.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for r in kids)
-    assert parent[0].data.metrics[f"cv/{name}"] == pytest.approx(np.mean(best))
+    assert parent[0].data.metrics[f"cv/{name}"] == pytest.approx(np.mean(scored))
     assert parent[0].data.metrics["cv/oof/accuracy"] == pytest.approx(oof["gross"]["accuracy"])
     curve = client.get_metric_history(parent[0].info.run_id, metric)
     assert [m.step for m in curve] == list(range(1, config.train.epochs + 1))

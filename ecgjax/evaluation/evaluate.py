@@ -296,7 +296,8 @@ def evaluate(
         raise ValueError(f"evaluation name {name!r}: use letters, digits, '_', '-' and '.' only")
     names = loaded.class_names
     patients = patients if patients is not None else patients_of(loaded, split)
-    if loaded.config.data.af_gate:
+    gate = af_gate.GateSettings.from_config(loaded.config.data)
+    if gate.enabled:
         _whole_records(split, patients, beats_in_file)
     probs = predict(loaded, split)
     protocol = patients["protocol"]
@@ -322,9 +323,8 @@ def evaluate(
         "protocol": protocol,
         "cluster_smoothing": float(loaded.config.data.cluster_smoothing),
         "af_gate": bool(loaded.config.data.af_gate),
-        "af_gate_pwave": float(loaded.config.data.af_gate_pwave)
-        if loaded.config.data.af_gate
-        else 0.0,
+        "af_gate_pwave": gate.pwave_max if gate.enabled else 0.0,
+        "af_gate_mode": gate.mode if gate.enabled else None,
         "adapt_norm": str(loaded.config.data.adapt_norm),
         "adapt_rounds": int(loaded.config.data.adapt_rounds),
         "adapt_min_prob": float(loaded.config.data.adapt_min_prob),

@@ -44,6 +44,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -64,6 +65,32 @@ class DashThresholds:
 
 
 DASH = DashThresholds()
+MODES = ("to_n", "condition")  # what a flagged beat's S probability becomes (:func:`gate`)
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """What the gate does: config ``data.af_gate``, ``data.af_gate_pwave``, ``data.af_gate_mode``."""
+
+    enabled: bool = False
+    pwave_max: float = 0.0  # > 0: the P-wave test too (module docstring)
+    mode: str = "to_n"
+
+    @classmethod
+    def from_config(cls, data: Any) -> GateSettings:
+        """From a config's ``data`` section (keys that an older checkpoint lacks: off/defaults)."""
+        return cls(
+            bool(data.get("af_gate", False)),
+            float(data.get("af_gate_pwave", 0.0)),
+            str(data.get("af_gate_mode", "to_n")),
+        )
+
+    @property
+    def uses_p_waves(self) -> bool:
+        return self.enabled and self.pwave_max > 0
+
+
+OFF = GateSettings()
 ECTOPIC = ("S", "V", "F")  # beats whose intervals are left out: premature, atrial or ventricular
 P_NEIGHBOURS = 32  # beats whose median P region is each beat's reference
 MIN_P_BEATS = 8  # fewer beats with a P region in a window: the P test cannot speak, RR decides
@@ -203,15 +230,33 @@ def af_flags(
     return out
 
 
-def gate(probs: np.ndarray, flags: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
-    """Move the S probability of flagged beats onto N (rows still sum to 1)."""
+def gate(
+    probs: np.ndarray, flags: np.ndarray, class_names: Sequence[str], mode: str = "to_n"
+) -> np.ndarray:
+    """Take S away from flagged beats (rows still sum to 1).
+
+    ``to_n`` moves the S probability onto N (a beat called S in AF is taken to be normal);
+    ``condition`` conditions on "not S", p(c) / (1 - p(S)) for the other classes, so a beat
+    whose runner-up was V becomes V (where S held nearly everything, N takes it).
+    """
+    if mode not in MODES:
+        raise ValueError(f"AF gate: mode {mode!r} is not one of {MODES}")
     names = list(class_names)
     if "S" not in names or "N" not in names:
         return probs
     s, n = names.index("S"), names.index("N")
     out = np.array(probs, dtype=np.float64, copy=True)
-    out[..., flags, n] += out[..., flags, s]
-    out[..., flags, s] = 0.0
+    flagged = out[..., flags, :]
+    p_s = flagged[..., s].copy()
+    flagged[..., s] = 0.0
+    if mode == "to_n":
+        flagged[..., n] += p_s
+    else:
+        rest = 1.0 - p_s
+        tiny = rest < 1e-9
+        flagged /= np.where(tiny, 1.0, rest)[..., None]
+        flagged[..., n] = np.where(tiny, 1.0, flagged[..., n])
+    out[..., flags, :] = flagged
     return out
 
 
@@ -220,22 +265,21 @@ def gate_ensemble(
     sample: np.ndarray | None,
     record: Sequence[str] | np.ndarray | None,
     class_names: Sequence[str],
-    enabled: bool,
+    settings: GateSettings,
     source: str = "the data",
     p_regions: np.ndarray | None = None,
-    pwave_max: float = 0.0,
 ) -> np.ndarray:
     """:func:`gate` for every seed of ``probs`` ``(S, N, C)`` (or one ``(N, C)``) when enabled.
 
     The intervals of the beats the ensemble (the seeds' mean) calls S, V or F are left out of
     the detector's RR series (normal-to-normal intervals), so premature beats, atrial or
     ventricular, are not taken for AF; the same beats are left out of the P-wave test
-    (``p_regions``, ``pwave_max``; :func:`af_flags`).
+    (``p_regions``, needed when ``settings.uses_p_waves``; :func:`af_flags`).
 
     Raises:
         ValueError: enabled, but the file has no record or sample column (named by ``source``).
     """
-    if not enabled:
+    if not settings.enabled:
         return probs
     if record is None or sample is None:
         raise ValueError(
@@ -245,8 +289,14 @@ def gate_ensemble(
     names = list(class_names)
     mean = probs.mean(0) if probs.ndim == 3 else probs
     ectopic = np.isin(mean.argmax(-1), [names.index(c) for c in ECTOPIC if c in names])
-    flags = af_flags(sample, record, ectopic=ectopic, p_regions=p_regions, pwave_max=pwave_max)
-    return gate(probs, flags, names).astype(probs.dtype)
+    flags = af_flags(
+        sample,
+        record,
+        ectopic=ectopic,
+        p_regions=p_regions,
+        pwave_max=settings.pwave_max if settings.uses_p_waves else 0.0,
+    )
+    return gate(probs, flags, names, settings.mode).astype(probs.dtype)
 
 
 def require_whole_records(source: str, partial: str | None) -> None:

@@ -23,6 +23,7 @@ from ecgjax import config as config_lib
 from ecgjax.data import DataError
 from ecgjax.evaluation.compare import paired_bootstrap
 from ecgjax.scoring import aami
+from ecgjax.scoring.af_gate import GateSettings
 from ecgjax.studies.cluster_study import load_oof
 from ecgjax.training.crossval import pooled_probs
 
@@ -66,15 +67,8 @@ def smoothed_pool(cv_dir: Path, smoothing: float | None = None, k: int | None = 
     strength = float(config.data.cluster_smoothing if smoothing is None else smoothing)
     k = int(config.data.cluster_k if k is None else k)
     arrays = dict(oof) | {"record": record}
-    probs = pooled_probs(
-        arrays,
-        names,
-        strength,
-        k,
-        bool(config.data.af_gate),
-        str(cv_dir),
-        af_gate_pwave=float(config.data.af_gate_pwave),
-    )
+    gate = GateSettings.from_config(config.data)
+    probs = pooled_probs(arrays, names, strength, k, gate, str(cv_dir))
     return Pool(
         json.loads(cv_path.read_text()),
         names,
@@ -85,6 +79,11 @@ def smoothed_pool(cv_dir: Path, smoothing: float | None = None, k: int | None = 
         strength,
         k,
     )
+
+
+def pool_epoch(pool: Pool) -> str:
+    """The epoch a pool was scored at: ``last`` or ``best`` (runs before ``data.cv_epoch``)."""
+    return str(pool.cv.get("epoch", "best"))
 
 
 def gross(y: np.ndarray, pred: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -129,6 +128,7 @@ def compare(
             f"({len(a.y):,} vs {len(b.y):,}); compare CV runs of the same training file"
         )
     names = a.class_names
+    epochs = [pool_epoch(a), pool_epoch(b)]
     pred_a, pred_b = a.probs.argmax(1), b.probs.argmax(1)
     diffs = {}
     for metric in PAIRED:
@@ -142,6 +142,14 @@ def compare(
         "records": sorted(set(a.record.tolist())),
         "cluster_smoothing": [a.smoothing, b.smoothing],
         "cluster_k": [a.k, b.k],
+        "epochs": epochs,
+        "warning": (
+            f"the pools are scored at different epochs ({epochs[0]} vs {epochs[1]}): a best-epoch "
+            "pool was selected on its scored records; re-score one with scripts/cv_rescore.py "
+            "--epoch"
+            if epochs[0] != epochs[1]
+            else None
+        ),
         "protocol": "out-of-fold pools of the training patients (no test file read)",
         "gross": {"a": gross(a.y, pred_a, names), "b": gross(a.y, pred_b, names)},
         "b_minus_a": diffs,

@@ -7,10 +7,11 @@ retraining every fold for a setting that training never sees would only add seed
 each fold's checkpoint (its best epoch) predicts its own held-out records again with the
 setting changed.
 
-``epoch='last'`` takes each fold's last epoch instead (its ``latest`` checkpoint). A CV run picks
-each fold's best epoch on that fold's own held-out records, the very beats the pool scores, so
-its pool is a little optimistic; the last epoch involves no such look, and the gap between the
-two pools measures how much the selection flattered a run (``report/journal.md``, session 13). The result is a CV folder
+``epoch`` picks each fold's checkpoint: ``best`` (the epoch selected on that fold's own held-out
+records, the very beats the pool scores, so a little optimistic) or ``last`` (its ``latest``
+checkpoint, no such look); by default the epoch the run itself pooled (``data.cv_epoch``: ``last``
+for runs since 2026-12-07, ``best`` before). Scoring an old run at ``last`` measures how much
+the selection flattered it (``report/journal.md``, session 13). The result is a CV folder
 (``cv.json``, ``fold<i>/config.json``, ``oof.npz``; no checkpoints) that
 ``scripts/cv_compare.py`` and ``scripts/cluster_study.py`` read like a trained one, paired beat
 for beat with the original. With no change it reproduces the run's own ``oof.npz`` (tested).
@@ -37,6 +38,7 @@ PREDICTION_KEYS = (
     "data.adapt_min_prob",
     "data.af_gate",
     "data.af_gate_pwave",
+    "data.af_gate_mode",
 )
 
 
@@ -47,14 +49,15 @@ class RescoreError(UserError):
 EPOCHS = {"best": "best", "last": "latest"}  # --epoch -> the fold's checkpoint folder
 
 
-def default_name(cv_dir: Path, overrides: dict[str, Any], epoch: str = "best") -> str:
-    """``<run>-<key><value>...``, e.g. ``ip_cv4-adapt_rounds2``; ``-last`` for the last epoch."""
+def default_name(cv_dir: Path, overrides: dict[str, Any], epoch: str | None = None) -> str:
+    """``<run>-<key><value>...``, e.g. ``ip_cv4-adapt_rounds2``; ``-last``/``-best`` when an epoch
+    is asked for."""
     parts = [
         f"{key.partition('.')[2]}{value:g}"
         if isinstance(value, float)
         else f"{key.partition('.')[2]}{value}"
         for key, value in sorted(overrides.items())
-    ] + (["last"] if epoch == "last" else [])
+    ] + ([epoch] if epoch else [])
     return "-".join([cv_dir.name, *parts]) if parts else f"{cv_dir.name}-rescored"
 
 
@@ -64,12 +67,12 @@ def rescore(
     out_dir: Path,
     *,
     overwrite: bool = False,
-    epoch: str = "best",
+    epoch: str | None = None,
     on_fold: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Predict every fold's held-out records with ``overrides`` and write the pool to ``out_dir``.
 
-    ``epoch``: ``best`` (each fold's selected epoch, as the run pooled) or ``last``.
+    ``epoch``: ``best`` or ``last`` (module docstring); None: the run's own ``data.cv_epoch``.
 
     Returns the new ``cv.json`` content (its ``out_of_fold`` is the pooled AAMI report after the
     run's cluster smoothing).
@@ -80,7 +83,7 @@ def rescore(
         DataError: ``cv_dir`` is not a complete CV run.
         CheckpointError: a fold's checkpoint is missing or damaged.
     """
-    if epoch not in EPOCHS:
+    if epoch is not None and epoch not in EPOCHS:
         raise RescoreError(f"epoch={epoch!r}: use one of {sorted(EPOCHS)}")
     bad = sorted(set(overrides) - set(PREDICTION_KEYS))
     if bad:
@@ -89,6 +92,7 @@ def rescore(
             f"{', '.join(PREDICTION_KEYS)} (anything else needs a new CV run)"
         )
     cv, config = derived.open_source(cv_dir, out_dir, overwrite=overwrite, error=RescoreError)
+    epoch = epoch or str(config.data.cv_epoch)
     config.update_from_flattened_dict(overrides)
     validate(config)  # a bad combination fails before any fold is loaded
     cv_data = folds.load_cv(config)  # the training file, once: every fold deals from it
@@ -112,6 +116,7 @@ def rescore(
                 f"cv.json, but the training file deals {held_out} to it now (data changed?)"
             )
         loaded.config.update_from_flattened_dict(overrides)  # in place: the ensemble reads it
+        loaded.config.data.cv_epoch = epoch  # the epoch this pool is scored at
         validate(loaded.config)
         probs = loaded.ensemble.predict(loaded.state, splits.val)
         arrays["probs"].append(probs.mean(0))

@@ -20,6 +20,7 @@ import numpy as np
 from ecgjax import config as config_lib
 from ecgjax.data import DataError
 from ecgjax.errors import UserError
+from ecgjax.scoring.af_gate import GateSettings
 from ecgjax.training.checkpoint import write_atomic, write_json_atomic
 from ecgjax.training.crossval import pool_out_of_fold
 
@@ -67,8 +68,7 @@ def write(
         list(data.class_names),
         float(data.cluster_smoothing),
         int(data.cluster_k),
-        bool(data.af_gate),
-        float(data.af_gate_pwave),
+        GateSettings.from_config(data),
     )
     summary = cv | made | {"out_of_fold": report}
     out_dir.mkdir(parents=True, exist_ok=True)

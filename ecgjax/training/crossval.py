@@ -4,7 +4,10 @@ Each fold is a normal run (:func:`ecgjax.training.experiment.train_run`) on that
 checkpointed under ``checkpoints/<run>/fold<i>/`` and logged as a child of one MLflow parent
 run. The parent holds the fold-mean validation curves (``val/...`` per epoch, with
 ``val/fold_std/...`` and ``val/fold_min/...``) and the score: ``cv/<metric>``, the mean over
-folds of each fold's best epoch, with ``cv/fold_std/`` and ``cv/fold_min/``. The test file is
+folds at each fold's scored epoch, with ``cv/fold_std/`` and ``cv/fold_min/``. The scored
+epoch (``data.cv_epoch``) is each fold's last by default: its best would be chosen on the very
+records it scores, which raised DS1's pooled S sensitivity by about .04 (``report/journal.md``,
+session 13); ``best`` keeps the old behaviour, and runs made before the key read as ``best``. The test file is
 never evaluated here, so nothing chosen from these numbers has looked at it; ``refit`` then
 trains one ordinary run (the single validation split) and evaluates the test file once.
 """
@@ -23,14 +26,14 @@ from rich.table import Table
 from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
-from ecgjax.data import folds, inputs
+from ecgjax.data import folds
 from ecgjax.scoring import aami, aami_tables, clusters
 from ecgjax.scoring import af_gate as af_gate_lib
 from ecgjax.tracking import Tracker, process_tags
 from ecgjax.training import rundir
 from ecgjax.training.checkpoint import write_atomic, write_json_atomic
 from ecgjax.training.experiment import console, train_run
-from ecgjax.training.run import RunResult
+from ecgjax.training.run import RunResult, apply_af_gate
 
 
 @dataclass
@@ -49,9 +52,8 @@ def pooled_probs(
     names: list[str],
     smoothing: float = 0.0,
     k: int = 8,
-    af_gate: bool = False,
+    gate: af_gate_lib.GateSettings = af_gate_lib.OFF,
     source: str = "the out-of-fold pool",
-    af_gate_pwave: float = 0.0,
 ) -> np.ndarray:
     """The pool's ensemble probabilities after the recipe's post-processing, as evaluation
     applies it (:func:`ecgjax.training.run.postprocess`): cluster smoothing, then the AF gate.
@@ -63,29 +65,15 @@ def pooled_probs(
     probs = clusters.smooth_ensemble(
         arrays["probs"][None].astype(np.float64), arrays["x"], arrays["record"], names, smoothing, k
     )
-    if af_gate and "sample" not in arrays:
+    if gate.enabled and "sample" not in arrays:
         raise data_lib.DataError(
             f"{source}: data.af_gate needs each beat's sample position, which this pool (written "
             "before positions were kept) lacks; re-score it with scripts/cv_rescore.py"
         )
     try:
-        use_p = af_gate and af_gate_pwave > 0
-        regions = (
-            inputs.p_regions(arrays["x"], arrays["record"], arrays["sample"]) if use_p else None
-        )
-        gated = af_gate_lib.gate_ensemble(
-            probs,
-            arrays.get("sample"),
-            arrays["record"],
-            names,
-            af_gate,
-            source,
-            p_regions=regions,
-            pwave_max=af_gate_pwave if use_p else 0.0,
-        )
+        return apply_af_gate(gate, probs, arrays, names, source)[0]
     except ValueError as err:
         raise data_lib.DataError(str(err)) from None
-    return gated[0]
 
 
 def pool_out_of_fold(
@@ -93,18 +81,17 @@ def pool_out_of_fold(
     names: list[str],
     smoothing: float = 0.0,
     k: int = 8,
-    af_gate: bool = False,
-    af_gate_pwave: float = 0.0,
+    gate: af_gate_lib.GateSettings = af_gate_lib.OFF,
 ) -> dict[str, Any]:
     """AAMI statistics of every training record predicted once, by the fold that held it out.
 
     The fold means above average k small validation sets; this pools them, so each record
     counts by its beats, per-record rows show which patients fail (an AF record, a V-rich one)
-    and the intervals resample records. Argmax of each fold's ensemble at its best epoch (after
+    and the intervals resample records. Argmax of each fold's ensemble at its scored epoch (after
     the config's post-processing, as evaluation would apply it); the training patients only,
     so it is fit for selection.
     """
-    probs = pooled_probs(arrays, names, smoothing, k, af_gate, af_gate_pwave=af_gate_pwave)
+    probs = pooled_probs(arrays, names, smoothing, k, gate)
     protocol = (
         "inter-patient (out-of-fold: each training record predicted by a model that never saw it)"
     )
@@ -191,6 +178,7 @@ def train_cv(
         parent = tracker.start_run(name, tags=tags | process_tags())
     tracker.log_params(parent, config_lib.flatten(config))
     status = "FAILED"
+    which = str(config.data.cv_epoch)
     try:
         fold_splits = [cv.splits(i, config) for i in range(k)]
         results = [
@@ -206,13 +194,16 @@ def train_cv(
                 parent_run_id=parent,
                 evaluate_test=False,
                 keep_val_probs=True,
+                val_epoch=which,
             )
             for i, splits in enumerate(fold_splits)
         ]
         supports = [data_lib.class_counts(s.val.y, len(names)) for s in fold_splits]
         spread = folds.headline_keys(config)
-        best = [next(h for h in r.history if h["epoch"] == r.best_epoch) for r in results]
-        summary = folds.summarize(best, supports, names, spread)
+        scored = [
+            next(h for h in r.history if h["epoch"] == scored_epoch(r, which)) for r in results
+        ]
+        summary = folds.summarize(scored, supports, names, spread)
         score = {
             f"cv/{key.partition('/')[2]}": v for key, v in summary.items() if key[:4] == "val/"
         }
@@ -238,8 +229,7 @@ def train_cv(
             names,
             float(config.data.cluster_smoothing),
             int(config.data.cluster_k),
-            bool(config.data.af_gate),
-            float(config.data.af_gate_pwave),
+            af_gate_lib.GateSettings.from_config(config.data),
         )
     if out.out_of_fold is not None:
         tracker.log_metrics(
@@ -269,6 +259,12 @@ def train_cv(
     return out
 
 
+def scored_epoch(result: RunResult, which: str) -> int:
+    """The epoch a fold is pooled and scored at: its best (``data.cv_epoch='best'``, selected on
+    the fold's own held-out records) or its last (no look at them)."""
+    return result.best_epoch if which == "best" else result.epochs_run
+
+
 def _write_summary(
     out: CVResult, cv: folds.CrossValidation, config: ml_collections.ConfigDict
 ) -> None:
@@ -279,10 +275,12 @@ def _write_summary(
         "split_seed": int(config.data.split_seed),
         "train_file": cv.pool.source,
         "select_metric": str(config.train.select_metric),
+        "epoch": str(config.data.cv_epoch),
         "folds": [
             {
                 "val_records": sorted(set(record[va])),
                 "best_epoch": r.best_epoch,
+                "scored_epoch": scored_epoch(r, str(config.data.cv_epoch)),
                 "run_dir": str(r.run_dir),
             }
             for (_, va), r in zip(cv.folds, out.folds, strict=True)
@@ -298,8 +296,10 @@ def _print_table(
 ) -> None:
     metric = str(config.train.select_metric)
     names = list(config.data.class_names)
+    which = str(config.data.cv_epoch)
+    at = "its best epoch (chosen on these records)" if which == "best" else "its last epoch"
     table = Table(
-        title=f"{len(out.folds)}-fold CV, validation (seed mean, each fold at its best epoch); "
+        title=f"{len(out.folds)}-fold CV, validation (seed mean, each fold at {at}); "
         "test not evaluated"
     )
     table.add_column("", no_wrap=True)
@@ -307,12 +307,13 @@ def _print_table(
         table.add_column(col, justify="right")
     keys = [metric, *[f"recall_{n}" for n in names]]
     for i, (r, s) in enumerate(zip(out.folds, fold_splits, strict=True)):
-        h = next(h for h in r.history if h["epoch"] == r.best_epoch)
+        epoch = scored_epoch(r, which)
+        h = next(h for h in r.history if h["epoch"] == epoch)
         support = data_lib.class_counts(s.val.y, len(names))
         cells = [f"{h[f'val/{metric}']:.4f}"]
         cells += [f"{h[f'val/recall_{n}']:.4f}" if support[c] else "-" for c, n in enumerate(names)]
         records = len(np.unique(np.asarray(s.val.record)))
-        table.add_row(f"fold {i}", str(records), str(r.best_epoch), *cells)
+        table.add_row(f"fold {i}", str(records), str(epoch), *cells)
     sc = out.score
     table.add_row(
         "mean±std", "", "", *[f"{sc[f'cv/{k}']:.3f}±{sc[f'cv/fold_std/{k}']:.3f}" for k in keys]

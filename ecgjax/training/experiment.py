@@ -38,6 +38,7 @@ def train_run(
     evaluate_test: bool = True,
     command: Sequence[str] | None = None,
     keep_val_probs: bool = False,
+    val_epoch: str = "best",
 ) -> RunResult:
     """Train one ensemble, log it to MLflow, checkpoint it under ``checkpoints/<run_name>``.
 
@@ -47,7 +48,8 @@ def train_run(
     ``run_dir``, ``splits`` (already loaded), extra MLflow ``tags`` and a ``parent_run_id``
     let a study that trains several ensembles (``ecgjax.studies.rr_study``, the folds of
     ``ecgjax.training.crossval``) keep its runs together; ``evaluate_test=False`` leaves the test
-    split unseen (cross-validation selects without it, and pools ``keep_val_probs``).
+    split unseen (cross-validation selects without it, and pools ``keep_val_probs``, those of
+    the ``val_epoch`` epoch: ``best`` or ``last``).
 
     Raises:
         ValueError: ``data.cv_folds >= 2`` without ``splits`` (that is ``crossval.train_cv``).
@@ -126,6 +128,7 @@ def train_run(
                 resume=resume,
                 evaluate_test=evaluate_test,
                 keep_val_probs=keep_val_probs,
+                val_epoch=val_epoch,
             )
         for row in result.history:  # epochs checkpointed but not logged before a kill
             if int(row["epoch"]) not in logged:

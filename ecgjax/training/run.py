@@ -148,6 +148,7 @@ class TrainingRun:
             )
         self.best_host: Any = None
         self.best_val_probs: np.ndarray | None = None
+        self.last_val_probs: np.ndarray | None = None
 
     @property
     def stopped_early(self) -> bool:
@@ -176,6 +177,7 @@ class TrainingRun:
             self.best_val_probs = val_probs
         else:
             progress["since_best"] += 1
+        self.last_val_probs = val_probs
         state = _plateau(self.config, state, flat, progress)
         progress["epoch"] = epoch
         progress["history"].append({"epoch": epoch, **flat})
@@ -191,10 +193,13 @@ class TrainingRun:
         if self.saver is not None:
             self.saver.close()
 
-    def result(self, evaluate_test: bool, keep_val_probs: bool = False) -> RunResult:
+    def result(
+        self, evaluate_test: bool, keep_val_probs: bool = False, val_epoch: str = "best"
+    ) -> RunResult:
         """The run's summary; ``evaluate_test`` predicts the test split with the best state,
-        ``keep_val_probs`` keeps the best epoch's validation probabilities (cross-validation
-        pools them; a run resumed past its best epoch predicts them again from its checkpoint)."""
+        ``keep_val_probs`` keeps the validation probabilities of the ``val_epoch`` (``best`` or
+        ``last``) epoch (cross-validation pools them; a run resumed after that epoch predicts
+        them again from its checkpoint)."""
         progress = self.progress
         out = RunResult(
             run_dir=self.run_dir,
@@ -207,7 +212,10 @@ class TrainingRun:
             history=list(progress["history"]),
         )
         ens, best = self.ens, self.best_host
-        if keep_val_probs and self.best_val_probs is not None:
+        if keep_val_probs and val_epoch == "last":
+            last = self.last_val_probs
+            out.val_probs = last if last is not None else ens.predict(self.state, self.splits.val)
+        elif keep_val_probs and self.best_val_probs is not None:
             out.val_probs = self.best_val_probs
         elif keep_val_probs and len(
             self.splits.val.y
@@ -223,20 +231,30 @@ class TrainingRun:
         return out
 
 
-def gate_pwave(
-    config: ml_collections.ConfigDict,
-    x: np.ndarray | None,
-    record: np.ndarray | None,
-    sample: np.ndarray | None,
-) -> dict[str, Any]:
-    """The AF gate's P-wave arguments (``p_regions``, ``pwave_max``) for these beats: none
-    unless the gate and its P-wave test (``data.af_gate_pwave``) are on."""
-    pwave_max = float(config.data.get("af_gate_pwave", 0.0))
-    if not (config.data.af_gate and pwave_max > 0) or x is None:
-        return {}
-    if record is None or sample is None:
-        return {}  # gate_ensemble names the missing columns
-    return {"p_regions": inputs.p_regions(x, record, sample), "pwave_max": pwave_max}
+def apply_af_gate(
+    settings: af_gate.GateSettings,
+    probs: np.ndarray,
+    split: data_lib.BeatData | dict[str, np.ndarray],
+    names: list[str],
+    source: str = "the out-of-fold pool",
+) -> np.ndarray:
+    """The AF gate on ``probs`` for the beats of ``split`` (a split, or a pool's arrays with
+    ``x``, ``record`` and ``sample``, named by ``source``), with each beat's P region cut when
+    the P-wave test is on.
+
+    Raises:
+        ValueError: the gate is on and a needed column is missing, or positions are bad.
+    """
+    if not settings.enabled:
+        return probs
+    x: np.ndarray = split["x"] if isinstance(split, dict) else split.x
+    record: np.ndarray | None = split["record"] if isinstance(split, dict) else split.record
+    sample: np.ndarray | None = split.get("sample") if isinstance(split, dict) else split.sample
+    source = source if isinstance(split, dict) else split.source
+    regions = None
+    if settings.uses_p_waves and record is not None and sample is not None:
+        regions = inputs.p_regions(x, record, sample)
+    return af_gate.gate_ensemble(probs, sample, record, names, settings, source, regions)
 
 
 def postprocess(
@@ -258,15 +276,7 @@ def postprocess(
             int(config.data.cluster_k),
             split.source,
         )
-        return af_gate.gate_ensemble(
-            probs,
-            split.sample,
-            split.record,
-            names,
-            bool(config.data.af_gate),
-            split.source,
-            **gate_pwave(config, split.x, split.record, split.sample),
-        )
+        return apply_af_gate(af_gate.GateSettings.from_config(config.data), probs, split, names)
     except ValueError as err:
         raise data_lib.DataError(str(err)) from None
 
@@ -282,6 +292,7 @@ def run_training(
     checkpoints: bool = True,
     restore_from: Path | None = None,
     keep_val_probs: bool = False,
+    val_epoch: str = "best",
 ) -> RunResult:
     """Train the ensemble described by ``config``; checkpoint into ``run_dir``.
 
@@ -303,7 +314,7 @@ def run_training(
                 hook(result)
     finally:
         run.close()
-    return run.result(evaluate_test, keep_val_probs)
+    return run.result(evaluate_test, keep_val_probs, val_epoch)
 
 
 def _whole_test_records(splits: data_lib.Splits) -> None:

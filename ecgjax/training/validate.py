@@ -20,6 +20,7 @@ import ml_collections
 from ecgjax.data import inputs
 from ecgjax.errors import UserError
 from ecgjax.models import MODELS
+from ecgjax.scoring import af_gate
 from ecgjax.scoring.metrics import FLAT_SCALARS, OBJECTIVES
 from ecgjax.training.adapt import ADAPTS
 from ecgjax.training.losses import LOSSES
@@ -86,6 +87,8 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "data.num_classes": _at_least(2),
         "data.val_fraction": _open_unit(),
         "data.cluster_smoothing": _unit(),
+        "data.af_gate_mode": _one_of(af_gate.MODES),
+        "data.cv_epoch": _one_of(("last", "best")),
         "data.af_gate_pwave": (
             lambda v: isinstance(v, int | float) and 0 <= v < 1,
             "a number in [0, 1): 0 turns the P-wave test off",
