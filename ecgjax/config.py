@@ -55,6 +55,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Three QRS-versus-the-patient's-template scalars appended to the RR features
     # (ecgjax.data.inputs.template_features): correlation, relative deviation, range ratio.
     c.data.template_features = False
+    # Two P-wave scalars appended after those (ecgjax.data.inputs.p_wave_correlations): the
+    # beat's P-region correlation with its 32 neighbours' median and with its record's median.
+    # An atrial premature beat has an early, abnormal P wave. Not causal (neighbours ahead).
+    c.data.p_wave_features = False
     # Patient-adaptive post-processing (ecgjax.scoring.clusters): each record's beats are
     # clustered by QRS shape (k clusters) and every beat's V/F probabilities move this far
     # (0 = off, 1 = all the way) towards its cluster's mean. Applied wherever the checkpoint is

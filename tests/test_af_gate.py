@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ecgjax import config as config_lib
+from ecgjax.data import inputs
 from ecgjax.scoring import af_gate
 from ecgjax.training.validate import ConfigError, validate
 
@@ -154,11 +155,11 @@ def test_p_wave_correlation_tells_waves_from_fibrillation() -> None:
     rng = np.random.default_rng(5)
     regions = np.concatenate([_p_regions(100, rng, True), _p_regions(100, rng, False)])
     regions[3] = np.nan  # out of reach (after a pause)
-    corr = af_gate.p_wave_correlation(regions)
+    corr = inputs.local_p_correlation(regions)
     assert np.isnan(corr[3]) and np.isnan(corr).sum() == 1
     assert np.nanmin(corr[:80]) > 0.8  # each wave against its neighbours' median
     assert np.median(corr[120:]) < 0.4  # noise against the median of noise
-    assert af_gate.p_wave_correlation(np.zeros((0, 23))).shape == (0,)
+    assert inputs.local_p_correlation(np.zeros((0, 23))).shape == (0,)
 
 
 def test_the_p_wave_test_spares_irregular_rhythm_with_p_waves() -> None:
@@ -168,21 +169,20 @@ def test_the_p_wave_test_spares_irregular_rhythm_with_p_waves() -> None:
     rr = _fibrillation(600, rng)
     sample, record = _positions(rr), np.full(601, "r1")
     waves = np.concatenate([_p_regions(300, rng, True), _p_regions(301, rng, False)])
-    flags = af_gate.af_flags(sample, record, p_regions=waves, pwave_max=0.5)
+    corr = inputs.local_p_correlation(waves)
+    flags = af_gate.af_flags(sample, record, p_corr=corr, pwave_max=0.5)
     assert not flags[:200].any() and flags[-200:].all()
     assert af_gate.af_flags(sample, record).all()  # RR tests only: everything looks like AF
-    missing = np.full((601, 23), np.nan)
+    missing = np.full(601, np.nan)
     np.testing.assert_array_equal(
-        af_gate.af_flags(sample, record, p_regions=missing, pwave_max=0.5),
+        af_gate.af_flags(sample, record, p_corr=missing, pwave_max=0.5),
         af_gate.af_flags(sample, record),
     )
-    with pytest.raises(ValueError, match="one P region per beat"):
-        af_gate.af_flags(sample, record, p_regions=waves[:10], pwave_max=0.5)
+    with pytest.raises(ValueError, match="one P-wave correlation per beat"):
+        af_gate.af_flags(sample, record, p_corr=corr[:10], pwave_max=0.5)
 
 
 def test_p_regions_are_cut_before_the_r_peak() -> None:
-    from ecgjax.data import inputs
-
     x = np.tile(np.arange(187, dtype=np.float32), (3, 1))  # each beat's window: 0, 1, ... 186
     regions = inputs.p_regions(x, np.array(["a", "a", "a"]), np.array([0, 100, 300]))
     assert regions.shape == (3, 23) and np.isnan(regions[0]).all()  # a record's first beat
@@ -225,19 +225,19 @@ def _mitdb() -> Path:
 def test_real_records_af_flagged_sinus_not() -> None:
     """On the real records: 203's atrial fibrillation is found (its rhythm annotations say
     where), and record 100's sinus rhythm with a few premature beats is left alone."""
-    from ecgjax.data import inputs, mitbih
+    from ecgjax.data import mitbih
 
     source = _mitdb()
     for name, lo, hi in (("203", 0.9, 1.0), ("100", 0.0, 0.02)):
         beats = mitbih.extract_record(source, name)
         ectopic = np.isin(beats.y, [1, 2, 3])  # as if the model called every S, V, F beat
         record = np.full(len(beats.y), name)
-        regions = inputs.p_regions(beats.x, record, beats.sample)
+        corr = inputs.p_wave_correlations(beats.x, record, beats.sample)[:, 0]
         assert beats.rhythm is not None
         af = np.isin(beats.rhythm, ["AFIB", "AFL"])
         for pwave in (0.0, 0.5):  # RR tests alone, and with the P-wave test
             flags = af_gate.af_flags(
-                beats.sample, record, ectopic=ectopic, p_regions=regions, pwave_max=pwave
+                beats.sample, record, ectopic=ectopic, p_corr=corr, pwave_max=pwave
             )
             share = flags[af].mean() if af.any() else flags.mean()
             assert lo <= share <= hi, (name, pwave, share)

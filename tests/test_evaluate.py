@@ -351,11 +351,9 @@ def test_af_gate_is_part_of_the_checkpoints_prediction(trained: tuple[Path, RunR
     np.testing.assert_allclose(gated, want, rtol=1e-6)
     loaded.config.data.af_gate_pwave = 0.5  # what --af_gate_pwave=0.5 sets: the P-wave test too
     loaded.config.data.af_gate_mode = "condition"  # and --af_gate_mode=condition
-    regions = inputs.p_regions(test.x, test.record, test.sample)
+    corr = inputs.p_wave_correlations(test.x, test.record, test.sample)[:, 0]
     both = af_gate.GateSettings(enabled=True, pwave_max=0.5, mode="condition")
-    want = af_gate.gate_ensemble(
-        raw, test.sample, test.record, loaded.class_names, both, "", regions
-    )
+    want = af_gate.gate_ensemble(raw, test.sample, test.record, loaded.class_names, both, "", corr)
     np.testing.assert_allclose(evaluate.predict(loaded, test), want, rtol=1e-6)
     with pytest.raises(data_lib.DataError, match="needs each beat's record and sample position"):
         evaluate.predict(loaded, replace(test, sample=None))

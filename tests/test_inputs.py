@@ -221,3 +221,30 @@ def test_a_channel_model_trains_and_reloads_for_evaluation(project) -> None:
     np.testing.assert_array_equal(test.inputs, splits.test.inputs)
     np.testing.assert_array_equal(test.context, splits.test.context)
     np.testing.assert_allclose(evaluate.predict(loaded, test), result.test_probs, atol=1e-6)
+
+
+def test_p_wave_features_are_two_more_rhythm_columns() -> None:
+    """``data.p_wave_features``: each beat's P-wave correlation with its neighbours' and its
+    record's, appended to the nine RR columns, per file of whole records (0 out of reach)."""
+    from ecgjax.data.attach import attach_inputs, joint_context
+    from ecgjax.data.synthetic import make_records
+    from ecgjax.training.validate import ConfigError, validate
+
+    def beats(seed: int, prefix: str) -> data_lib.BeatData:
+        x, y, record, sample = make_records(3, 50, seed=seed)
+        names = np.char.add(prefix, record.astype(str))
+        return data_lib.BeatData(x, y, 5, f"{prefix}.parq", names, sample)
+
+    c = base_config()
+    c.data.p_wave_features = True
+    train, test = attach_inputs(*joint_context(beats(0, "a"), beats(1, "b")), c.data)
+    assert train.context is not None and test.context is not None
+    assert train.context.shape == (150, 11) and test.context.shape == (150, 11)
+    for split in (train, test):
+        want = inputs.p_wave_correlations(split.x, split.record, split.sample)
+        assert split.context is not None
+        np.testing.assert_allclose(split.context[:, 9:], np.nan_to_num(want, nan=0.0), atol=1e-6)
+        assert np.isnan(want[0]).all()  # a record's first beat has no P region in reach
+    c.data.rr_causal = True
+    with pytest.raises(ConfigError, match="not causal"):
+        validate(c)

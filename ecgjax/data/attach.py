@@ -36,7 +36,8 @@ def attach_inputs(train: BeatData, test: BeatData, data_cfg: Any) -> tuple[BeatD
     """Give ``train`` and ``test`` the model channels of ``data.channels`` (:mod:`ecgjax.data.inputs`)
     and, with ``data.rr_causal``, RR context from past beats only, with ``data.rr_irregularity``
     two rhythm-irregularity columns after the nine RR features, with ``data.template_features``
-    three QRS-versus-template columns after those; built over both together so a
+    three QRS-versus-template columns after those, with ``data.p_wave_features`` two P-wave
+    columns after those (:func:`ecgjax.data.inputs.p_wave_correlations`); built over both together so a
     beat-level split's records are whole again (as in :func:`joint_context`).
 
     Raises:
@@ -77,6 +78,12 @@ def attach_inputs(train: BeatData, test: BeatData, data_cfg: Any) -> tuple[BeatD
             str(data_cfg.template),
             int(data_cfg.template_beats),
         )
+        train, test = _more_context(train, test, extra)
+    if data_cfg.get("p_wave_features", False) and train.context is not None:
+        if test.context is None or record is None or sample is None:
+            raise DataError(f"{source}: data.p_wave_features needs record and sample columns")
+        corr = inputs_lib.p_wave_correlations(np.concatenate([train.x, test.x]), record, sample)
+        extra = np.nan_to_num(corr, nan=0.0).astype(np.float32)  # 0: no P region in reach
         train, test = _more_context(train, test, extra)
     return train, test
 

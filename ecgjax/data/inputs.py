@@ -33,9 +33,11 @@ RR features. This module works on plain arrays (below ``ecgjax.data`` in the lay
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ecgjax.data.rr import record_groups
 
@@ -80,6 +82,7 @@ def is_plain(data_cfg: Any) -> bool:
         and not data_cfg.rr_causal
         and not data_cfg.get("rr_irregularity", False)
         and not data_cfg.get("template_features", False)
+        and not data_cfg.get("p_wave_features", False)
     )
 
 
@@ -195,6 +198,63 @@ def p_regions(x: np.ndarray, record: np.ndarray, sample: np.ndarray) -> np.ndarr
     start, stop = PRE_SAMPLES - P_REGION[0], PRE_SAMPLES - P_REGION[1]
     out = centred(x, record_groups(record, sample), sample)[:, start:stop].copy()
     out[(out[:, -1] == 0) & (out[:, -2] == 0)] = np.nan
+    return out
+
+
+P_NEIGHBOURS = 32  # beats whose median P region is each beat's local reference
+P_WAVE_FEATURES = ("p_corr_local", "p_corr_record")
+
+
+def local_p_correlation(regions: np.ndarray) -> np.ndarray:
+    """Correlation of each beat's P region with the median region of the ``P_NEIGHBOURS`` beats
+    around it, for one record's beats in time order; NaN where a region is missing (NaN row).
+
+    Consistent P waves correlate highly with their neighbours' median; fibrillation waves do not.
+    Each region is centred on its mean first, and the reference is the median of centred regions.
+    """
+    centred = _centred(regions)
+    n = len(centred)
+    if n == 0:
+        return np.zeros(0)
+    size = min(P_NEIGHBOURS, n)
+    start = np.clip(np.arange(n) - size // 2, 0, n - size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN neighbourhoods stay NaN
+        refs = np.nanmedian(sliding_window_view(centred, size, axis=0), axis=-1)[start]
+    return _cosine(centred, refs)
+
+
+def _centred(regions: np.ndarray) -> np.ndarray:
+    regions = np.asarray(regions, dtype=np.float64)
+    return regions - regions.mean(1, keepdims=True)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of centred regions and their reference; NaN where either is missing,
+    0 where one is flat."""
+    num = np.sum(a * b, axis=1)
+    den = np.sqrt(np.sum(a**2, axis=1) * np.sum(b**2, axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den > 0, num / den, 0.0)
+    return np.where(np.isnan(a[:, 0]) | np.isnan(b[:, 0]), np.nan, out)
+
+
+def p_wave_correlations(x: np.ndarray, record: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    """How like its neighbours' and its record's P waves each beat's P wave is: float64
+    ``(N, 2)`` in the order of :data:`P_WAVE_FEATURES`, NaN where the region is out of reach.
+
+    The local column is what the AF gate reads (fibrillation: no consistent P wave); both are
+    ``data.p_wave_features`` (an atrial premature beat has an early, abnormal P wave).
+    """
+    regions = p_regions(x, record, sample)
+    out = np.full((len(regions), 2), np.nan)
+    for g in record_groups(record, sample):
+        out[g, 0] = local_p_correlation(regions[g])
+        centred = _centred(regions[g])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a record with no region in reach
+            median = np.nanmedian(centred, axis=0)
+        out[g, 1] = _cosine(centred, np.broadcast_to(median, centred.shape))
     return out
 
 

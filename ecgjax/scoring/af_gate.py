@@ -24,19 +24,22 @@ beats called N stay irregularly irregular.
 
 AF is also the absence of P waves, which the RR tests do not see. With ``pwave_max`` > 0 (config
 ``data.af_gate_pwave``) a beat is gated only where, in addition, the P waves in its window are
-inconsistent: each beat's P region (248-64 ms before the R peak,
-:func:`ecgjax.data.inputs.p_regions`) is correlated with the median P region of the
-``P_NEIGHBOURS`` beats around it, and the median of those correlations over the window's beats
-not called S, V or F must be below ``pwave_max``. On DS1's annotated rhythms that median is
-about 0.2 in AF and 0.75-0.98 elsewhere (``report/journal.md``, session 13), so atrial premature
-beats between AF episodes, which have P waves, keep their S. On flagged beats the S probability moves onto N; V,
-F and Q are untouched. All three statistics are scale-free, so the sample positions may be in
-any unit (any sampling rate), but they must be every beat of the record: a beat-level split or
-a sample of a file is refused (:func:`require_whole_records`). Records with fewer than
-``min_beats`` kept intervals are never gated. Known weakness: atrial premature
-beats the model does not call S stay in the series and make it irregular, so a record with
-many of them can be gated where its S calls are right (on DS1, 14-67 of record 201's 128 S
-beats, depending on the pool; ``report/journal.md``, session 12).
+inconsistent: each beat's P region (248-64 ms before the R peak) is correlated with the median
+P region of the 32 beats around it (:func:`ecgjax.data.inputs.p_wave_correlations`, computed by
+the caller), and the median of those correlations over the window's beats not called S, V or F
+must be below ``pwave_max``. On DS1's annotated rhythms that median is
+about 0.2 in AF and 0.75-0.98 elsewhere (``report/journal.md``, session 13).
+
+On flagged beats S is taken away: moved onto N, or conditioned away (``data.af_gate_mode``,
+:func:`gate`); V, F and Q are otherwise untouched. The RR statistics are scale-free, so the
+sample positions may be in any unit for them; the P regions need positions in the beats' own
+125 Hz samples, as prepared files hold them. Either way they must be every beat of the record:
+a beat-level split or a sample of a file is refused (:func:`require_whole_records`). Records
+with fewer than ``min_beats`` kept intervals are never gated. Known weakness of the RR tests
+alone: atrial premature beats the model does not call S stay in the series and make it
+irregular, so a record with many of them is gated where its S calls are right (on DS1, 14-67
+of record 201's 128 S beats, depending on the pool; session 12). They have P waves, so the
+P-wave test spares most of them (3 of them lost on each of two pools; session 13).
 """
 
 from __future__ import annotations
@@ -92,31 +95,7 @@ class GateSettings:
 
 OFF = GateSettings()
 ECTOPIC = ("S", "V", "F")  # beats whose intervals are left out: premature, atrial or ventricular
-P_NEIGHBOURS = 32  # beats whose median P region is each beat's reference
 MIN_P_BEATS = 8  # fewer beats with a P region in a window: the P test cannot speak, RR decides
-
-
-def p_wave_correlation(regions: np.ndarray) -> np.ndarray:
-    """Correlation of each beat's P region with the median region of the ``P_NEIGHBOURS`` beats
-    around it, beats of one record in time order; NaN where a region is missing (NaN row).
-
-    Consistent P waves correlate highly with their neighbours' median; fibrillation waves do not.
-    """
-    regions = np.asarray(regions, dtype=np.float64)
-    n = len(regions)
-    if n == 0:
-        return np.zeros(0)
-    centred = regions - regions.mean(1, keepdims=True)
-    size = min(P_NEIGHBOURS, n)
-    start = np.clip(np.arange(n) - size // 2, 0, n - size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN neighbourhoods stay NaN
-        refs = np.nanmedian(sliding_window_view(centred, size, axis=0), axis=-1)[start]
-    num = np.sum(centred * refs, axis=1)
-    den = np.sqrt(np.sum(centred**2, axis=1) * np.sum(refs**2, axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(den > 0, num / den, 0.0)
-    return np.where(np.isnan(centred[:, 0]) | np.isnan(refs[:, 0]), np.nan, out)
 
 
 def window_statistics(rr: np.ndarray, t: DashThresholds = DASH) -> dict[str, np.ndarray]:
@@ -195,16 +174,16 @@ def af_flags(
     record: Sequence[str] | np.ndarray,
     t: DashThresholds = DASH,
     ectopic: np.ndarray | None = None,
-    p_regions: np.ndarray | None = None,
+    p_corr: np.ndarray | None = None,
     pwave_max: float = 0.0,
 ) -> np.ndarray:
     """A boolean per beat: does the rhythm around it look like AF (Dash et al. 2009)?
 
     ``sample``: each beat's R-peak position (any unit); ``record``: its record id; ``ectopic``:
     beats whose intervals are left out (for example those the model calls V), so that
-    ventricular bigeminy or trigeminy is not read as irregularity. With ``p_regions`` (each
-    beat's P region, NaN rows where missing) and ``pwave_max`` > 0, a window must also have
-    inconsistent P waves (module docstring). Beats need not be sorted; within a record they are
+    ventricular bigeminy or trigeminy is not read as irregularity. With ``p_corr`` (each beat's
+    P-wave correlation with its neighbours', NaN where missing) and ``pwave_max`` > 0, a window
+    must also have inconsistent P waves (module docstring). Beats need not be sorted; within a record they are
     taken in time order.
     """
     sample = np.asarray(sample)
@@ -216,13 +195,13 @@ def af_flags(
             f"{record.shape}, {ectopic.shape})"
         )
     use_p = pwave_max > 0
-    if use_p and (p_regions is None or len(p_regions) != len(sample)):
-        raise ValueError("AF gate: the P-wave test needs one P region per beat")
+    if use_p and (p_corr is None or np.shape(p_corr) != sample.shape):
+        raise ValueError("AF gate: the P-wave test needs one P-wave correlation per beat")
     out = np.zeros(len(sample), dtype=bool)
     for name in np.unique(record):
         idx = np.flatnonzero(record == name)
         order = idx[np.argsort(sample[idx], kind="stable")]
-        corr = p_wave_correlation(p_regions[order]) if use_p and p_regions is not None else None
+        corr = np.asarray(p_corr, dtype=np.float64)[order] if use_p and p_corr is not None else None
         try:
             out[order] = _record_flags(sample[order], ectopic[order], t, corr, pwave_max)
         except ValueError as err:
@@ -267,14 +246,14 @@ def gate_ensemble(
     class_names: Sequence[str],
     settings: GateSettings,
     source: str = "the data",
-    p_regions: np.ndarray | None = None,
+    p_corr: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`gate` for every seed of ``probs`` ``(S, N, C)`` (or one ``(N, C)``) when enabled.
 
     The intervals of the beats the ensemble (the seeds' mean) calls S, V or F are left out of
     the detector's RR series (normal-to-normal intervals), so premature beats, atrial or
     ventricular, are not taken for AF; the same beats are left out of the P-wave test
-    (``p_regions``, needed when ``settings.uses_p_waves``; :func:`af_flags`).
+    (``p_corr``, needed when ``settings.uses_p_waves``; :func:`af_flags`).
 
     Raises:
         ValueError: enabled, but the file has no record or sample column (named by ``source``).
@@ -293,7 +272,7 @@ def gate_ensemble(
         sample,
         record,
         ectopic=ectopic,
-        p_regions=p_regions,
+        p_corr=p_corr,
         pwave_max=settings.pwave_max if settings.uses_p_waves else 0.0,
     )
     return gate(probs, flags, names, settings.mode).astype(probs.dtype)

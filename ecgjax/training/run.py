@@ -251,10 +251,10 @@ def apply_af_gate(
     record: np.ndarray | None = split["record"] if isinstance(split, dict) else split.record
     sample: np.ndarray | None = split.get("sample") if isinstance(split, dict) else split.sample
     source = source if isinstance(split, dict) else split.source
-    regions = None
+    p_corr = None
     if settings.uses_p_waves and record is not None and sample is not None:
-        regions = inputs.p_regions(x, record, sample)
-    return af_gate.gate_ensemble(probs, sample, record, names, settings, source, regions)
+        p_corr = inputs.p_wave_correlations(x, record, sample)[:, 0]
+    return af_gate.gate_ensemble(probs, sample, record, names, settings, source, p_corr)
 
 
 def postprocess(

@@ -217,6 +217,11 @@ def _cross_field(c: ml_collections.ConfigDict) -> None:
             f"config: data.adapt_norm='normal' takes statistics over the beats called N; "
             f"data.class_names={names} has no 'N' (use data.adapt_norm='record')"
         )
+    if c.data.p_wave_features and c.data.rr_causal:
+        raise ConfigError(
+            "config: data.p_wave_features compares each beat's P wave with its neighbours' ahead "
+            "and its whole record's, so it is not causal; it cannot go with data.rr_causal"
+        )
     if c.data.af_gate and (c.data.max_eval > 0 or c.data.max_train > 0):
         raise ConfigError(
             f"config: data.af_gate reads the RR intervals between consecutive beats, so it needs "
