@@ -75,6 +75,9 @@ and left out, DS2 not looked at (``report/journal.md``): the previous and next b
 (``data.template_features``: V Se -.043, S Se -.095). The same recipe with another seed moves
 V Se by .011 but S Se by .178, so V comparisons hold at one seed per fold and S ones need 3+.
 On that second seed the cluster smoothing above still gains (N Se +.010, V +P +.084).
+Two P-wave scalars in the rhythm branch (``data.p_wave_features``, session 13; 3 seeds per
+fold, gated, last epoch, against this recipe): S Se -.051, V Se -.020, N Se +.006, S +P -.007;
+left out. The P wave helps as a rule in the AF gate (below), not as an input.
 Two training changes, same protocol, also left out: class-balanced sampling with plain
 cross-entropy (V Se -.003, N Se +.058, S Se .819 -> .391) and a time-stretch augmentation about
 the R peak (``augment.stretch=0.15``: V Se +.008 [-.013, +.040], N Se +.046, S Se -.186),
