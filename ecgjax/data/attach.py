@@ -37,8 +37,8 @@ def attach_inputs(train: BeatData, test: BeatData, data_cfg: Any) -> tuple[BeatD
     and, with ``data.rr_causal``, RR context from past beats only, with ``data.rr_irregularity``
     two rhythm-irregularity columns after the nine RR features, with ``data.template_features``
     three QRS-versus-template columns after those, with ``data.p_wave_features`` two P-wave
-    columns after those (:func:`ecgjax.data.inputs.p_wave_correlations`); built over both together so a
-    beat-level split's records are whole again (as in :func:`joint_context`).
+    columns after those (:func:`ecgjax.data.inputs.p_wave_correlations`); built over both
+    together so a beat-level split's records are whole again (as in :func:`joint_context`).
 
     Raises:
         DataError: a channel needs columns a file lacks.

@@ -7,9 +7,10 @@ run. The parent holds the fold-mean validation curves (``val/...`` per epoch, wi
 folds at each fold's scored epoch, with ``cv/fold_std/`` and ``cv/fold_min/``. The scored
 epoch (``data.cv_epoch``) is each fold's last by default: its best would be chosen on the very
 records it scores, which raised DS1's pooled S sensitivity by about .04 (``report/journal.md``,
-session 13); ``best`` keeps the old behaviour, and runs made before the key read as ``best``. The test file is
-never evaluated here, so nothing chosen from these numbers has looked at it; ``refit`` then
-trains one ordinary run (the single validation split) and evaluates the test file once.
+session 13); ``best`` keeps the old behaviour, and runs made before the key read as ``best``.
+The test file is never evaluated here, so nothing chosen from these numbers has looked at it;
+``refit`` then trains one ordinary run (the single validation split) and evaluates the test
+file once.
 """
 
 from __future__ import annotations
