@@ -222,6 +222,55 @@ def _load_module(path: Path) -> Any:
     return module
 
 
+# Settings that change only how a trained model predicts, never what it learned: they can be
+# changed on an existing checkpoint (scripts/cv_rescore.py, scripts/compare.py SOURCE@key=value).
+PREDICTION_KEYS = (
+    "data.adapt_norm",
+    "data.adapt_rounds",
+    "data.adapt_min_prob",
+    "data.af_gate",
+    "data.af_gate_pwave",
+    "data.af_gate_mode",
+    "data.cluster_smoothing",
+    "data.cluster_k",
+)
+
+
+def prediction_overrides(config: ml_collections.ConfigDict, spec: str) -> dict[str, Any]:
+    """``"af_gate=true,af_gate_pwave=0.5"`` as typed overrides of :data:`PREDICTION_KEYS`, each
+    value cast to the type it has in ``config`` (``data.`` may be left out of a key).
+
+    Raises:
+        ValueError: a key that is not a prediction-time setting, or a value of the wrong type.
+    """
+    out: dict[str, Any] = {}
+    for item in filter(None, spec.split(",")):
+        key, eq, text = item.partition("=")
+        key = key.strip() if "." in key else f"data.{key.strip()}"
+        if not eq or key not in PREDICTION_KEYS:
+            raise ValueError(
+                f"{item!r}: give key=value with a prediction-time key "
+                f"({', '.join(k.partition('.')[2] for k in PREDICTION_KEYS)})"
+            )
+        section, _, name = key.partition(".")
+        current, text = config[section][name], text.strip()
+        try:
+            if isinstance(current, bool):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                out[key] = text.lower() in ("true", "1")
+            elif isinstance(current, int):
+                out[key] = int(text)
+            elif isinstance(current, float):
+                out[key] = float(text)
+            else:
+                out[key] = text
+        except ValueError:
+            kind = type(current).__name__
+            raise ValueError(f"{item!r}: {key} takes a {kind}, not {text!r}") from None
+    return out
+
+
 def with_overrides(
     config: ml_collections.ConfigDict, overrides: dict[str, Any]
 ) -> ml_collections.ConfigDict:

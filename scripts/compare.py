@@ -4,11 +4,15 @@
     uv run scripts/compare.py <sweep_id> <other_sweep_id> --data data/mitbih_ds2.parq
     uv run scripts/compare.py run_a run_b --metric recall_S --resamples 2000
     uv run scripts/compare.py run_a run_b --data data/mitbih_ds2.parq --by_record
+    uv run scripts/compare.py ip_ds1 "ip_ds1@af_gate=true,af_gate_pwave=0.5" --by_record \
+        --metric recall_N                       # one checkpoint, a prediction-time setting changed
 
 Prints mean +- std over seeds, worst seed and ensemble per run, and a paired bootstrap of the
 first run against each other one ("A better than B" with a 95% interval), and each run's gross
 AAMI Se/+P per class with the protocol it measures on this file (new or seen patients). Writes
-``report/compare/<name>.json`` and ``.png``.
+``report/compare/<name>.json`` and ``.png``. ``SOURCE@key=value,...`` changes prediction-time
+settings (``ecgjax.config.PREDICTION_KEYS``: batch-norm adaptation, cluster smoothing, the AF
+gate) on that source, so a setting is judged on one checkpoint, paired beat for beat.
 """
 
 import logging

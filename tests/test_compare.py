@@ -122,6 +122,37 @@ def test_compare_runs_side_by_side(checkpoint: Path) -> None:
         compare.compare([str(checkpoint)])
 
 
+def test_one_checkpoint_against_itself_with_a_prediction_setting_changed(
+    checkpoint: Path,
+) -> None:
+    smoothed = f"{checkpoint}@cluster_smoothing=1,cluster_k=2"
+    result = compare.compare([str(checkpoint), smoothed], resamples=50)
+    assert [r["label"] for r in result["runs"]] == ["tiny", "tiny@cluster_smoothing=1,cluster_k=2"]
+    plain, shared = (r["aami_gross"] for r in result["runs"])
+    assert plain != shared  # every beat's V/F evidence now shared with its whole cluster
+    gated = f"{checkpoint}@af_gate=true"  # this test file shares records with training
+    with pytest.raises(data_lib.DataError, match="shares records with the checkpoint's training"):
+        compare.compare([str(checkpoint), gated], resamples=10)
+    for spec, needle in [
+        ("learning_rate=1", "prediction-time key"),
+        ("optim.learning_rate=1", "prediction-time key"),
+        ("cluster_k=two", "takes a int"),
+        ("af_gate=maybe", "takes a bool"),
+        ("af_gate_mode=drop", "af_gate_mode"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            compare.compare([str(checkpoint), f"{checkpoint}@{spec}"], resamples=10)
+
+
+def test_prediction_overrides_are_typed_like_the_config() -> None:
+    c = config_lib.base_config()
+    got = config_lib.prediction_overrides(c, "af_gate=TRUE, data.af_gate_pwave=0.5,cluster_k=4")
+    assert got == {"data.af_gate": True, "data.af_gate_pwave": 0.5, "data.cluster_k": 4}
+    assert config_lib.prediction_overrides(c, "") == {}
+    assert compare.split_source("runs/a@b/x@af_gate=1") == ("runs/a@b/x", "af_gate=1")
+    assert compare.split_source("runs/a@b") == ("runs/a@b", "")  # an @ in a path, no setting
+
+
 def test_group_bootstrap_resamples_patients_not_beats() -> None:
     # A wins on every beat of patient g1 and ties (both wrong) on g2: beats say "surely
     # better", two patients cannot rule out "no better" (a resample may hold g2 twice).

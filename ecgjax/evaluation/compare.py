@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.evaluation import evaluate as eval_lib
@@ -27,6 +28,7 @@ from ecgjax.evaluation import plots as eval_plots
 from ecgjax.scoring import aami
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.training import checkpoint as ckpt
+from ecgjax.training.validate import validate
 
 SUMMARY_METRICS = ("macro_recall", "macro_f1", "balanced_accuracy", "accuracy")
 
@@ -68,26 +70,50 @@ class Bootstrap:
         return self.ci_low > 0 or self.ci_high < 0
 
 
+def split_source(source: str) -> tuple[str, str]:
+    """``checkpoints/run@af_gate=true,af_gate_pwave=0.5`` -> ``(checkpoints/run, af_gate=...)``:
+    a checkpoint and the prediction-time settings to change on it ("" for none)."""
+    path, at, spec = source.rpartition("@")
+    return (path, spec) if at and "=" in spec else (source, "")
+
+
 def load_candidates(
     sources: Sequence[str], data_path: str | Path | None = None
 ) -> tuple[list[Candidate], data_lib.BeatData]:
-    """Restore every source and predict on one test file (default: the first one's test split)."""
+    """Restore every source and predict on one test file (default: the first one's test split).
+
+    A source may carry prediction-time settings after ``@`` (:func:`split_source`,
+    :data:`ecgjax.config.PREDICTION_KEYS`), so one checkpoint can be paired with itself under
+    another setting: ``run run@af_gate=true``. The label shows them.
+
+    Raises:
+        ValueError: fewer than two sources, or a setting that is not prediction-time or mistyped.
+    """
     if len(sources) < 2:
         raise ValueError("compare needs at least two runs, trials or sweeps")
-    loaded = [eval_lib.load_ensemble(s) for s in sources]
+    parsed = [split_source(s) for s in sources]
+    loaded = [eval_lib.load_ensemble(path) for path, _ in parsed]
+    for ld, (path, spec) in zip(loaded, parsed, strict=True):
+        try:
+            ld.config.update_from_flattened_dict(config_lib.prediction_overrides(ld.config, spec))
+            validate(ld.config)
+        except ValueError as err:
+            raise ValueError(f"{path}@{spec}: {err}") from None
     test, _ = eval_lib.load_data(loaded[0], data_path)
     classes = {tuple(ld.class_names) for ld in loaded}
     if len(classes) > 1:
         raise ckpt.CheckpointError(f"runs disagree on the classes: {sorted(classes)}")
     out: list[Candidate] = []
-    for ld in loaded:
+    for ld, (_, spec) in zip(loaded, parsed, strict=True):
+        patients = eval_lib.patients_of(ld, test)
+        if ld.config.data.af_gate:
+            eval_lib.whole_records(test, patients, None)  # its RR intervals need whole records
         own = _inputs_for(ld, loaded[0], test, data_path)
         probs = eval_lib.predict(ld, own)
-        label = eval_lib.checkpoint_label(ld.run_dir)
+        label = eval_lib.checkpoint_label(ld.run_dir) + (f"@{spec}" if spec else "")
         if any(c.label == label for c in out):
             label = f"{label} #{len(out) + 1}"
         report = metrics_lib.ensemble_report(probs, test.y, ld.num_classes)
-        patients = eval_lib.patients_of(ld, test)
         out.append(Candidate(label, ld.run_dir, ld.class_names, probs, report, patients))
     return out, test
 
@@ -106,6 +132,7 @@ def _inputs_for(
         "rr_causal",
         "rr_irregularity",
         "template_features",
+        "p_wave_features",
     )
     if all(ld.config.data.get(k) == first.config.data.get(k) for k in keys):
         return test

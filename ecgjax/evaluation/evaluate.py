@@ -253,10 +253,11 @@ def patients_of(loaded: Loaded, split: data_lib.BeatData) -> dict[str, Any]:
     return patients_lib.overlap(train, split.source, split.record, split.sample)
 
 
-def _whole_records(
+def whole_records(
     split: data_lib.BeatData, patients: dict[str, Any], beats_in_file: int | None
 ) -> None:
-    """``data.af_gate`` needs every beat of each evaluated record (DataError otherwise)."""
+    """``data.af_gate`` needs every beat of each evaluated record (DataError otherwise): a file
+    sharing records with the checkpoint's training file, or a sample of it, is refused."""
     partial = None
     if patients["patients"] == patients_lib.SEEN:
         partial = "it shares records with the checkpoint's training file (a beat-level split)"
@@ -298,7 +299,7 @@ def evaluate(
     patients = patients if patients is not None else patients_of(loaded, split)
     gate = af_gate.GateSettings.from_config(loaded.config.data)
     if gate.enabled:
-        _whole_records(split, patients, beats_in_file)
+        whole_records(split, patients, beats_in_file)
     probs = predict(loaded, split)
     protocol = patients["protocol"]
     section = aami.report(

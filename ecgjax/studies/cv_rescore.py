@@ -25,21 +25,16 @@ from typing import Any
 
 import numpy as np
 
+from ecgjax import config as config_lib
 from ecgjax.data import folds
 from ecgjax.errors import UserError
 from ecgjax.evaluation import evaluate
 from ecgjax.studies import derived
 from ecgjax.training.validate import validate
 
-# Keys that change only how a trained model predicts, never what it learned.
-PREDICTION_KEYS = (
-    "data.adapt_norm",
-    "data.adapt_rounds",
-    "data.adapt_min_prob",
-    "data.af_gate",
-    "data.af_gate_pwave",
-    "data.af_gate_mode",
-)
+# Keys that change only how a trained model predicts, never what it learned. Cluster smoothing
+# is left to cv_compare.py, which applies it to a pool when it scores it.
+PREDICTION_KEYS = tuple(k for k in config_lib.PREDICTION_KEYS if not k.startswith("data.cluster"))
 
 
 class RescoreError(UserError):
