@@ -73,9 +73,10 @@ def base_config() -> ml_collections.ConfigDict:
     # (report/journal.md, session 12).
     c.data.af_gate = False
     # With the gate: > 0 also requires inconsistent P waves (AF has none): the median correlation
-    # of the window's P regions with their neighbours' below this (0 = RR tests only; 0.5 lies
-    # between AF's ~0.2 and sinus rhythm's 0.75-0.98 on DS1; ecgjax.scoring.af_gate).
-    c.data.af_gate_pwave = 0.0
+    # of the window's P regions with their neighbours' below this (0 = RR tests only, as the gate
+    # was before 2026-12-07; 0.5 lies between AF's ~0.2 and sinus rhythm's 0.75-0.98 on DS1;
+    # ecgjax.scoring.af_gate).
+    c.data.af_gate_pwave = 0.5
     # What a gated beat's S probability becomes: "to_n" (onto N) or "condition" (p / (1 - p(S))
     # over the other classes, so a beat whose runner-up was V becomes V).
     c.data.af_gate_mode = "to_n"
@@ -359,8 +360,13 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 # Keys whose base default is not what a checkpoint written before the key existed did. A
 # missing key takes this value instead, so an old run is read as it ran (re-scoring an old CV
-# pool deals its old folds: records were not spread by rhythm before data.cv_rhythms).
-BEFORE_KEY: dict[str, Any] = {"data.cv_rhythms": "", "data.cv_epoch": "best"}
+# pool deals its old folds: records were not spread by rhythm before data.cv_rhythms; a gate
+# turned on for an old checkpoint is the RR-only gate it was trained beside).
+BEFORE_KEY: dict[str, Any] = {
+    "data.cv_rhythms": "",
+    "data.cv_epoch": "best",
+    "data.af_gate_pwave": 0.0,
+}
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:

@@ -61,7 +61,8 @@ _AF_GATE_PWAVE = flags.DEFINE_float(
     "af_gate_pwave",
     None,
     "With the AF gate: gate only where the P waves are inconsistent too (their median "
-    "correlation below this; 0 = RR tests only). Default: the checkpoint's data.af_gate_pwave.",
+    "correlation below this; 0 = RR tests only). Default: the checkpoint's data.af_gate_pwave "
+    "(0.5; 0 for checkpoints made before the P-wave test existed, as they ran).",
 )
 
 _AF_GATE_MODE = flags.DEFINE_enum(

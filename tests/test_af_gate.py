@@ -182,6 +182,42 @@ def test_the_p_wave_test_spares_irregular_rhythm_with_p_waves() -> None:
         af_gate.af_flags(sample, record, p_corr=corr[:10], pwave_max=0.5)
 
 
+def _af_record(waves: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Beats of one record in fibrillation-like rhythm at 125 Hz, each window holding the next
+    beat's P region: a consistent P wave (``waves``) or fibrillation noise."""
+    rng = np.random.default_rng(seed)
+    rr = np.round(_fibrillation(300, rng) * 125).astype(np.int64)
+    sample = np.concatenate([[0], np.cumsum(rr)])
+    x = rng.uniform(0.3, 0.5, (len(sample), 187)).astype(np.float32)
+    for i, d in enumerate(rr):  # the P wave of beat i + 1, 160 ms before its R peak
+        if waves and d - 20 + 6 < 187:
+            x[i, d - 26 : d - 14] += np.hanning(12).astype(np.float32)
+    return x, sample
+
+
+def test_postprocess_gates_fibrillation_and_spares_irregular_rhythm_with_p_waves() -> None:
+    """The gate as every evaluation applies it (training.run.postprocess): the same irregular
+    rhythm loses its S calls without P waves, and keeps them with P waves when the P-wave test is
+    on; the RR tests alone gate both."""
+    from ecgjax import data as data_lib
+    from ecgjax.training.run import postprocess
+
+    c = config_lib.base_config()
+    c.data.af_gate, c.data.cluster_smoothing = True, 0.0
+    for waves in (False, True):
+        x, sample = _af_record(waves, seed=7)
+        n = len(sample)
+        split = data_lib.BeatData(x, np.zeros(n, np.int64), 5, "af.parq", np.full(n, "r"), sample)
+        probs = np.tile(np.array([0.5, 0.2, 0.1, 0.1, 0.1], np.float32), (2, n, 1))
+        called_s = np.arange(n) % 5 == 0  # one beat in five called S, as AF's early beats are
+        probs[:, called_s] = [0.3, 0.4, 0.1, 0.1, 0.1]
+        for pwave, moved in ((0.5, not waves), (0.0, True)):
+            c.data.af_gate_pwave = pwave
+            out = postprocess(c, split, probs)
+            still_s = (out.mean(0).argmax(-1) == 1)[called_s].mean()
+            assert (still_s < 0.1) if moved else (still_s > 0.9), (waves, pwave, still_s)
+
+
 def test_p_regions_are_cut_before_the_r_peak() -> None:
     x = np.tile(np.arange(187, dtype=np.float32), (3, 1))  # each beat's window: 0, 1, ... 186
     regions = inputs.p_regions(x, np.array(["a", "a", "a"]), np.array([0, 100, 300]))

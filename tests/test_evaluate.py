@@ -344,8 +344,9 @@ def test_af_gate_is_part_of_the_checkpoints_prediction(trained: tuple[Path, RunR
     loaded = evaluate.load_ensemble(run_dir)
     test, _ = evaluate.load_data(loaded)
     raw = evaluate.predict(loaded, test)
-    loaded.config.data.af_gate = True  # what --af_gate sets
-    gated = evaluate.predict(loaded, test)
+    loaded.config.data.af_gate = True  # what --af_gate sets ...
+    loaded.config.data.af_gate_pwave = 0.0  # ... with --af_gate_pwave=0: the RR tests only
+    gated = evaluate.predict(loaded, test)  # plumbing only; tests/test_af_gate.py gates
     on = af_gate.GateSettings(enabled=True)
     want = af_gate.gate_ensemble(raw, test.sample, test.record, loaded.class_names, on)
     np.testing.assert_allclose(gated, want, rtol=1e-6)
