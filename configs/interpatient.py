@@ -11,8 +11,8 @@ What it is: the 1D ResNet with the RR rhythm branch (``configs/interpatient_resn
 given three input channels, judged against the patient's own beats rather than everyone's
 (``ecgjax/data/inputs.py``): the beat, the beat minus the record's median beat (the patient's
 dominant morphology, no labels needed) and the same beat on the record's second lead. Five
-seeds make the ensemble. Training takes about 7 minutes on an idle 2-core CPU (424 s on
-2026-12-06). At evaluation each record is predicted with batch-norm statistics of its own
+seeds make the ensemble. Training takes 5-7 minutes on an idle 2-core CPU (424 s on
+2026-12-06, 305 s on 2026-12-07). At evaluation each record is predicted with batch-norm statistics of its own
 normal beats (``data.adapt_norm='normal'``), V/F evidence is shared within look-alike beats
 (cluster smoothing) and S moves to N where the rhythm looks like atrial fibrillation (the AF
 gate); all three are below.
