@@ -323,7 +323,7 @@ def evaluate(
         "patients": patients["patients"],
         "protocol": protocol,
         "cluster_smoothing": float(loaded.config.data.cluster_smoothing),
-        "af_gate": bool(loaded.config.data.af_gate),
+        "af_gate": gate.enabled,
         "af_gate_pwave": gate.pwave_max if gate.enabled else 0.0,
         "af_gate_mode": gate.mode if gate.enabled else None,
         "adapt_norm": str(loaded.config.data.adapt_norm),

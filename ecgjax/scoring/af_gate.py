@@ -273,7 +273,7 @@ def gate_ensemble(
         record,
         ectopic=ectopic,
         p_corr=p_corr,
-        pwave_max=settings.pwave_max if settings.uses_p_waves else 0.0,
+        pwave_max=settings.pwave_max,  # the gate is on here; 0 leaves the P-wave test out
     )
     return gate(probs, flags, names, settings.mode).astype(probs.dtype)
 

@@ -72,7 +72,8 @@ def pooled_probs(
             "before positions were kept) lacks; re-score it with scripts/cv_rescore.py"
         )
     try:
-        return apply_af_gate(gate, probs, arrays, names, source)[0]
+        sample = arrays.get("sample")
+        return apply_af_gate(gate, probs, arrays["x"], arrays["record"], sample, names, source)[0]
     except ValueError as err:
         raise data_lib.DataError(str(err)) from None
 

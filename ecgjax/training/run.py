@@ -234,23 +234,20 @@ class TrainingRun:
 def apply_af_gate(
     settings: af_gate.GateSettings,
     probs: np.ndarray,
-    split: data_lib.BeatData | dict[str, np.ndarray],
+    x: np.ndarray,
+    record: np.ndarray | None,
+    sample: np.ndarray | None,
     names: list[str],
-    source: str = "the out-of-fold pool",
+    source: str,
 ) -> np.ndarray:
-    """The AF gate on ``probs`` for the beats of ``split`` (a split, or a pool's arrays with
-    ``x``, ``record`` and ``sample``, named by ``source``), with each beat's P region cut when
-    the P-wave test is on.
+    """The AF gate on ``probs`` for these beats (a split's, or a CV pool's), with each beat's
+    P-wave correlation computed when the P-wave test is on.
 
     Raises:
         ValueError: the gate is on and a needed column is missing, or positions are bad.
     """
     if not settings.enabled:
         return probs
-    x: np.ndarray = split["x"] if isinstance(split, dict) else split.x
-    record: np.ndarray | None = split["record"] if isinstance(split, dict) else split.record
-    sample: np.ndarray | None = split.get("sample") if isinstance(split, dict) else split.sample
-    source = source if isinstance(split, dict) else split.source
     p_corr = None
     if settings.uses_p_waves and record is not None and sample is not None:
         p_corr = inputs.p_wave_correlations(x, record, sample)[:, 0]
@@ -276,7 +273,8 @@ def postprocess(
             int(config.data.cluster_k),
             split.source,
         )
-        return apply_af_gate(af_gate.GateSettings.from_config(config.data), probs, split, names)
+        gate = af_gate.GateSettings.from_config(config.data)
+        return apply_af_gate(gate, probs, split.x, split.record, split.sample, names, split.source)
     except ValueError as err:
         raise data_lib.DataError(str(err)) from None
 
