@@ -44,7 +44,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.max_train = 0  # 0 = use all; >0 subsamples (stratified) for smoke runs
     c.data.max_eval = 0  # same for validation/test
     # Model input channels (ecgjax.data.inputs), comma-separated: beat | template | beat_minus_template
-    # | prev | next | lead2. Patient-adaptive inputs for new patients; "beat" is the reference.
+    # | prev | next | lead2 | lead2_minus_template | centred | centred_lead2. Patient-adaptive
+    # inputs for new patients; "beat" is the reference.
     c.data.channels = "beat"
     c.data.template = "record"  # record: the record's median beat | causal: median of past beats
     c.data.template_beats = 64  # causal template: how many previous beats
@@ -130,6 +131,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.augment.noise = 0.01  # Gaussian noise std
     c.augment.time_shift = 3  # samples, circular within the beat
     c.augment.stretch = 0.0  # time stretch about the R peak by a factor in [1-s, 1+s]; 0: off
+    # Channel dropout: these data.channels (comma-separated) zeroed together for a fraction
+    # of the training beats, whether or not augment.enabled (ecgjax.data.augment.drop_channels).
+    c.augment.drop_channels = ""
+    c.augment.drop_channels_rate = 0.0
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "adam"  # adam | adamw | sgd

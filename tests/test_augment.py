@@ -94,3 +94,45 @@ def test_stretch_widens_each_beat_from_the_r_peak_and_keeps_the_padding_zero():
     np.testing.assert_array_equal(
         augment_batch(jax.random.key(5), x, plain), augment_batch(jax.random.key(5), x, off)
     )
+
+
+def test_drop_channels_zeroes_the_named_channels_together_at_the_rate() -> None:
+    from ecgjax.data.augment import drop_channels
+
+    x = jnp.ones((4000, 8, 3))
+    out = np.asarray(drop_channels(jax.random.PRNGKey(0), x, (0, 2), 0.3))
+    dropped = out[:, 0, 0] == 0
+    assert 0.27 < dropped.mean() < 0.33
+    np.testing.assert_array_equal(out[dropped][..., [0, 2]], 0.0)  # both, the whole beat
+    np.testing.assert_array_equal(out[~dropped], 1.0)
+    np.testing.assert_array_equal(out[..., 1], 1.0)  # the channel not named is never touched
+    np.testing.assert_array_equal(drop_channels(jax.random.PRNGKey(0), x, (), 0.3), x)
+
+
+def test_drop_channels_config_names_channels_of_the_input_and_a_rate() -> None:
+    import pytest
+
+    from ecgjax.data import inputs
+    from ecgjax.training.validate import ConfigError, validate
+
+    c = base_config()
+    c.data.channels = "beat,beat_minus_template,lead2"
+    c.augment.drop_channels, c.augment.drop_channels_rate = "beat, lead2", 0.3
+    validate(c)
+    assert inputs.channel_indices(c.data.channels, c.augment.drop_channels) == (0, 2)
+    for names, rate in (("template", 0.3), ("lead2", 0.0), ("", 0.3)):
+        c.augment.drop_channels, c.augment.drop_channels_rate = names, rate
+        with pytest.raises(ConfigError, match=r"augment\.drop_channels"):
+            validate(c)
+
+
+def test_the_train_step_gets_the_dropped_channels_by_position() -> None:
+    from ecgjax.training.programs import programs_for
+
+    c = base_config()
+    c.data.channels = "beat,beat_minus_template,lead2"
+    c.augment.drop_channels, c.augment.drop_channels_rate = "lead2,beat", 0.25
+    fns = programs_for(c, "loop", 1, 10, 0, 3).fns
+    assert (fns.drop_channels, fns.drop_rate) == ((2, 0), 0.25)
+    c.augment.drop_channels, c.augment.drop_channels_rate = "", 0.0
+    assert programs_for(c, "loop", 1, 10, 0, 3).fns.drop_channels == ()

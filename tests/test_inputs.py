@@ -141,6 +141,28 @@ def test_centred_channel_shows_the_signal_before_each_r_peak() -> None:
         inputs.build_channels(x, record, sample, None, _cfg("centred_lead2"), "my.parq")
 
 
+def test_lead2_minus_template_is_the_second_leads_deviation_from_its_own_median() -> None:
+    """Built from the second lead's own template, per record and causal where asked; a record
+    without a second lead (zeros) gets zeros."""
+    x, record, sample = _records()
+    lead2 = np.random.default_rng(9).uniform(size=x.shape).astype(np.float32)
+    lead2[record == "b"] = 0.0  # record b has one lead
+    out = inputs.build_channels(x, record, sample, lead2, _cfg("lead2_minus_template"), "f")
+    rows = _sorted_rows(record, sample, "a")
+    np.testing.assert_allclose(
+        out[rows, :, 0], lead2[rows] - np.median(lead2[rows], axis=0), atol=1e-6
+    )
+    np.testing.assert_array_equal(out[record == "b", :, 0], 0.0)
+    causal = inputs.build_channels(
+        x, record, sample, lead2, _cfg("lead2_minus_template", "causal", 2), "f"
+    )
+    np.testing.assert_allclose(
+        causal[rows[4], :, 0], lead2[rows[4]] - np.median(lead2[rows[2:4]], axis=0), atol=1e-6
+    )
+    with pytest.raises(ValueError, match=r"my\.parq: .*lead2_minus_template"):
+        inputs.build_channels(x, record, sample, None, _cfg("lead2_minus_template"), "my.parq")
+
+
 def test_missing_columns_are_clear_errors() -> None:
     x, record, sample = _records()
     with pytest.raises(ValueError, match="needs the 'record' and 'sample'"):

@@ -1,5 +1,6 @@
 """On-device beat augmentation: amplitude scale, baseline shift, noise, circular time shift,
-and (``augment.stretch`` > 0) a time stretch about the R peak.
+(``augment.stretch`` > 0) a time stretch about the R peak, and channel dropout
+(:func:`drop_channels`).
 
 Runs inside the jitted train step (pure, jit- and vmap-able), so it costs no host work.
 Each beat draws its own scale in ``[1-s, 1+s]``, baseline shift in ``[-shift, shift]``,
@@ -56,6 +57,22 @@ def stretch_each(
     w = (pos - lo)[:, :, None]
     below, above = (jnp.take_along_axis(x, i[:, :, None], axis=1) for i in (lo, hi))
     return below * (1 - w) + above * w
+
+
+def drop_channels(
+    key: PRNGKeyArray, x: Float[Array, "batch time c"], channels: tuple[int, ...], rate: float
+) -> Float[Array, "batch time c"]:
+    """``x`` with ``channels`` zeroed together in each beat with probability ``rate``.
+
+    Modality dropout at the input (as ``model.rr_rhythm_dropout`` is for the rhythm branch):
+    the model also learns from the channels left, so it cannot lean on one that marks the
+    training patients' beats well but moves between patients.
+    """
+    if not channels or rate <= 0:
+        return x
+    drop = jax.random.bernoulli(key, rate, (x.shape[0], 1, 1))
+    which = jnp.zeros((x.shape[-1],), bool).at[jnp.asarray(channels)].set(True)
+    return jnp.where(drop & which, jnp.zeros_like(x), x)
 
 
 STRENGTHS = ("scale", "shift", "noise", "time_shift")

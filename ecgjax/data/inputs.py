@@ -17,6 +17,10 @@ stacked along the last axis of the model input ``(N, 192, C)``:
   neighbouring beats, so a premature beat is seen next to the normal ones around it.
 - ``lead2``: the same beat cut from the record's second lead (zeros where the record has
   only one; ``BeatData.lead2``), so a model still runs on one-lead data.
+- ``lead2_minus_template``: ``lead2`` minus the record's second-lead template (built as
+  ``template`` is, from the second lead): the deviation from the patient's normal on the
+  other lead, where a ventricular beat that looks ordinary on the first often does not.
+  Zeros where the record has one lead.
 - ``centred`` / ``centred_lead2``: the ``PRE_SAMPLES`` samples (512 ms) before the R peak, then
   the beat's first ``187 - PRE_SAMPLES``. Every beat window starts at its R peak, so without
   this the model never sees the beat's own P wave (an early abnormal P marks an atrial
@@ -50,15 +54,24 @@ CHANNELS = (
     "lead2",
     "centred",
     "centred_lead2",
+    "lead2_minus_template",
 )
 TEMPLATES = ("record", "causal")
-_NEEDS_RECORDS = {"template", "beat_minus_template", "prev", "next", "centred", "centred_lead2"}
+_NEEDS_RECORDS = {
+    "template",
+    "beat_minus_template",
+    "prev",
+    "next",
+    "centred",
+    "centred_lead2",
+    "lead2_minus_template",
+}
 PRE_SAMPLES = 64  # before the R peak: 512 ms at 125 Hz, the P wave and the QRS onset
 
 
 def parse_channels(spec: str) -> tuple[str, ...]:
     """``"beat,template"`` -> ``("beat", "template")``; raises on unknown or repeated names."""
-    names = tuple(s.strip() for s in str(spec).split(",") if s.strip())
+    names = parse_names(spec)
     if not names:
         raise ValueError("data.channels is empty; use e.g. 'beat' or 'beat,beat_minus_template'")
     unknown = [n for n in names if n not in CHANNELS]
@@ -67,6 +80,20 @@ def parse_channels(spec: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ValueError(f"data.channels: repeated channel in {spec!r}")
     return names
+
+
+def parse_names(spec: str) -> tuple[str, ...]:
+    """``"beat, lead2"`` -> ``("beat", "lead2")``; ``""`` -> ``()`` (no check against CHANNELS)."""
+    return tuple(s.strip() for s in str(spec).split(",") if s.strip())
+
+
+def channel_indices(channels: str, names: str) -> tuple[int, ...]:
+    """Positions of ``names`` (comma-separated) in the model input built for ``channels``."""
+    order = parse_channels(channels)
+    missing = [n for n in parse_names(names) if n not in order]
+    if missing:
+        raise ValueError(f"channel(s) {missing} are not in data.channels={channels!r}")
+    return tuple(order.index(n) for n in parse_names(names))
 
 
 def num_channels(data_cfg: Any) -> int:
@@ -301,12 +328,18 @@ def build_channels(
             out.append(neighbours(x, groups, -1 if name == "prev" else 1))
         elif name == "centred":
             out.append(centred(x, groups, np.asarray(sample)))
-        else:  # lead2, centred_lead2
+        else:  # lead2, centred_lead2, lead2_minus_template
             if lead2 is None:
                 raise ValueError(
                     f"{source}: data.channels asks for {name!r} but the file has no "
                     "second-lead columns (re-prepare it with scripts/prepare_data.py --force)"
                 )
             second = np.asarray(lead2, dtype=np.float32)
-            out.append(second if name == "lead2" else centred(second, groups, np.asarray(sample)))
+            if name == "lead2":
+                out.append(second)
+            elif name == "centred_lead2":
+                out.append(centred(second, groups, np.asarray(sample)))
+            else:
+                mode, past = str(data_cfg.template), int(data_cfg.template_beats)
+                out.append(second - templates(second, groups, mode, past))
     return np.stack(out, axis=-1)

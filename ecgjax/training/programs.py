@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from ecgjax.data import inputs
 from ecgjax.models import create_model
 from ecgjax.training.losses import make_loss
 from ecgjax.training.optim import make_optimizer
@@ -70,6 +71,10 @@ def programs_for(
     key = json.dumps({s: config[s].to_dict() for s in _KEY_SECTIONS}, sort_keys=True, default=list)
     group = strategy if strategy in ("vmap", "wide", "unrolled") else "member"
     normal_stats = str(config.model.get("bn_stats", "batch")) == "normal"
+    rate = float(config.augment.get("drop_channels_rate", 0.0))
+    dropped = (
+        inputs.channel_indices(config.data.channels, config.augment.drop_channels) if rate else ()
+    )
     return _build(
         key,
         group,
@@ -81,6 +86,7 @@ def programs_for(
         num_channels,
         member_hparams,
         list(config.data.class_names).index("N") if normal_stats else -1,
+        dropped,
     )
 
 
@@ -96,6 +102,7 @@ def _build(
     num_channels: int,
     member_hparams: bool = False,
     norm_class: int = -1,
+    drop_channels: tuple[int, ...] = (),
 ) -> Programs:
     sections = json.loads(key)
     cfg = {s: ml_collections.ConfigDict(sections[s]) for s in _KEY_SECTIONS}
@@ -108,6 +115,8 @@ def _build(
         cfg["augment"],
         wide=group == "wide",
         norm_class=norm_class,
+        drop_channels=drop_channels,
+        drop_rate=float(cfg["augment"].get("drop_channels_rate", 0.0)),
     )
     single: Callable[..., Any] = functools.partial(train_step, fns=fns)
     multi: Callable[..., Any] = functools.partial(scan_steps, fns=fns)

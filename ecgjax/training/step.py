@@ -21,7 +21,7 @@ import ml_collections
 import optax
 from jaxtyping import Array, Float, Int
 
-from ecgjax.data.augment import augment_batch
+from ecgjax.data.augment import augment_batch, drop_channels
 from ecgjax.models.common import input_statistics
 from ecgjax.models.rates import traced_dropout
 from ecgjax.training.wide import convs_as_matmuls
@@ -61,6 +61,9 @@ class StepFns:
     # model.bn_stats='normal': batch norm's training statistics come from the batch's beats of
     # this class (-1: from every beat), as data.adapt_norm='normal' normalises at evaluation.
     norm_class: int = -1
+    # augment.drop_channels: input channels zeroed together in a fraction of the training beats.
+    drop_channels: tuple[int, ...] = ()
+    drop_rate: float = 0.0
 
 
 def create_train_state(
@@ -134,6 +137,8 @@ def train_step(
     dropout_key, augment_key = jax.random.split(step_key)
     x, y, ctx = _gather(data, idx)
     x = augment_batch(augment_key, x, fns.augment_cfg, traced.get("augment"))
+    if fns.drop_channels:  # its own key: runs without it draw as before
+        x = drop_channels(jax.random.fold_in(step_key, 11), x, fns.drop_channels, fns.drop_rate)
 
     stats_mask = normal_stats_mask(y, fns.norm_class)
     own_stats = contextlib.nullcontext() if stats_mask is None else input_statistics(stats_mask)

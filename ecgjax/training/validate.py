@@ -132,6 +132,7 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "augment.noise": _at_least(0, integer=False),
         "augment.time_shift": _at_least(0),
         "augment.stretch": _unit(closed_right=False),
+        "augment.drop_channels_rate": _unit(closed_right=False),
         "optim.name": _one_of(OPTIMIZERS),
         "optim.learning_rate": _above(0),
         "optim.weight_decay": _at_least(0, integer=False),
@@ -207,6 +208,16 @@ def _cross_field(c: ml_collections.ConfigDict) -> None:
         inputs.parse_channels(c.data.channels)
     except ValueError as err:
         raise ConfigError(f"config: {err}") from None
+    dropped = inputs.parse_names(c.augment.get("drop_channels", ""))
+    rate = float(c.augment.get("drop_channels_rate", 0.0))
+    if bool(dropped) != (rate > 0) or not set(dropped) <= set(
+        inputs.parse_channels(c.data.channels)
+    ):
+        raise ConfigError(
+            f"config: augment.drop_channels={c.augment.drop_channels!r} with "
+            f"augment.drop_channels_rate={rate} must name channels of data.channels="
+            f"{c.data.channels!r} and come with a rate above 0 (or be '' with rate 0)"
+        )
     if c.data.adapt_norm != "none" and c.model.norm != "batch":
         raise ConfigError(
             f"config: data.adapt_norm={c.data.adapt_norm!r} adapts batch-norm statistics; it "
