@@ -123,6 +123,9 @@ def base_config() -> ml_collections.ConfigDict:
     # data.adapt_norm gives it at evaluation; ecgjax.training.step.record_epoch_indices)
     c.sampling.name = "uniform"  # uniform | balanced | record
     c.sampling.balance_power = 0.5  # balanced: p(beat) ~ count[class] ** -power (1 = equal classes)
+    # uniform/balanced: within each class, p(beat) also ~ (its record's beats of that class) **
+    # -power, class totals kept (ecgjax.data.splits.patient_factors; 1 = equal patients, 0 = off).
+    c.sampling.patient_power = 0.0
 
     c.augment = ml_collections.ConfigDict()
     c.augment.enabled = False

@@ -23,7 +23,7 @@ from ecgjax.training import adapt
 from ecgjax.training import engine as engine_lib
 from ecgjax.training.engine import Ensemble
 from ecgjax.training.step import record_epoch_indices
-from ecgjax.training.validate import validate
+from ecgjax.training.validate import ConfigError, validate
 
 
 class OneNorm(nn.Module):
@@ -271,3 +271,31 @@ def test_an_ensemble_trains_with_record_batches_and_needs_records() -> None:
     assert ens.predict(state, records(1)).shape == (2, 120, 5)
     with pytest.raises(data_lib.DataError, match="needs a 'record' column"):
         Ensemble(c, replace(records(0), record=None, sample=None), [0])
+
+
+def test_patient_power_samples_each_class_evenly_over_its_records() -> None:
+    """``sampling.patient_power=1``: within a class every record is drawn alike, the class
+    mix is the file's; it needs records and refuses per-record batches."""
+    c = config("none")
+    c.sampling.patient_power = 1.0
+    train = records(0)
+    y, rec = train.y, train.record
+    assert rec is not None
+    y = y.copy()
+    y[rec == "a"] = 2  # record a: 40 V beats; b and c: 4 V each, the rest N
+    y[(rec != "a") & (np.arange(len(y)) % 10 == 0)] = 2
+    y[(rec != "a") & (np.arange(len(y)) % 10 != 0)] = 0
+    ens = Ensemble(validate(c), replace(train, y=y), [0])
+    assert ens.sample_probs is not None
+    p = np.asarray(ens.sample_probs, np.float64)
+    for c_ in (0, 2):
+        assert p[y == c_].sum() == pytest.approx(np.mean(y == c_), rel=1e-5)
+    per_record = [p[(y == 2) & (rec == r)].sum() for r in "abc"]
+    assert per_record == pytest.approx([per_record[0]] * 3, rel=1e-5)
+    _, metrics = ens.train_epoch(ens.init(), 1)
+    assert np.isfinite(metrics["loss"]).all()
+    with pytest.raises(data_lib.DataError, match="patient_power"):
+        Ensemble(c, replace(train, record=None, sample=None), [0])
+    c.sampling.name = "record"
+    with pytest.raises(ConfigError, match="patient_power"):
+        validate(c)

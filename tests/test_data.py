@@ -281,3 +281,18 @@ def test_ensure_data_prepares_from_records_dir(tmp_path, monkeypatch):
     assert calls == [(tmp_path / "records", tmp_path)]
     D.ensure_data(_config())  # files exist now: nothing more to do
     assert len(calls) == 1
+
+
+def test_patient_factors_spread_each_class_over_its_patients():
+    y = np.array([2] * 100 + [2] * 10 + [0] * 50 + [0] * 50)
+    record = np.array(["a"] * 100 + ["b"] * 10 + ["a"] * 50 + ["b"] * 50)
+    f = D.patient_factors(y, record, 1.0)
+    for c in (0, 2):  # class totals kept: the class mix does not move
+        assert f[y == c].sum() == pytest.approx((y == c).sum())
+    v = y == 2  # V: record a's 100 beats and b's 10 weigh the same in all
+    assert f[v & (record == "a")].sum() == pytest.approx(f[v & (record == "b")].sum())
+    np.testing.assert_allclose(f[y == 0], 1.0)  # N is already even between a and b
+    np.testing.assert_allclose(D.patient_factors(y, record, 0.0), 1.0)
+    half = D.patient_factors(y, record, 0.5)
+    ratio = half[v & (record == "a")].sum() / half[v & (record == "b")].sum()
+    assert ratio == pytest.approx(np.sqrt(10))  # 100 ** 0.5 against 10 ** 0.5

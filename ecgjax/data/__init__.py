@@ -38,6 +38,7 @@ from ecgjax.data.load import Splits, ensure_data, load_splits
 from ecgjax.data.splits import (
     class_counts,
     class_weights,
+    patient_factors,
     record_split,
     stratified_split,
     stratified_subsample,
@@ -61,6 +62,7 @@ __all__ = [
     "load_parquet",
     "load_splits",
     "model_view",
+    "patient_factors",
     "record_split",
     "stratified_split",
     "stratified_subsample",

@@ -88,6 +88,25 @@ def class_counts(y: np.ndarray, num_classes: int) -> np.ndarray:
     return np.bincount(np.asarray(y, dtype=np.int64), minlength=num_classes).astype(np.int64)
 
 
+def patient_factors(y: np.ndarray, record: np.ndarray, power: float) -> np.ndarray:
+    """Per-beat sampling multipliers that spread each class over its patients, float64 ``(N,)``.
+
+    A beat of class ``c`` from a record holding ``n`` beats of ``c`` gets ``n ** -power``,
+    scaled so each class's beats still sum to its count: the class mix is unchanged, but
+    within a class a patient with 1,000 ventricular beats no longer outweighs ten patients
+    with 30 each (``power=1``: every patient alike; ``0``: every beat alike, all ones).
+    New patients resemble the training *patients*, not their beats.
+    """
+    y, record = np.asarray(y), np.asarray(record)
+    out = np.ones(len(y), np.float64)
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        _, which, counts = np.unique(record[rows], return_inverse=True, return_counts=True)
+        w = counts[which].astype(np.float64) ** -float(power)
+        out[rows] = w * len(rows) / w.sum()
+    return out
+
+
 def class_weights(y: np.ndarray, num_classes: int, power: float = 1.0) -> np.ndarray:
     """Inverse-frequency weights ``(1/freq)**power`` with a beat-weighted mean of 1.
 

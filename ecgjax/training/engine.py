@@ -100,6 +100,10 @@ class Ensemble:
         self.class_weights = jnp.asarray(
             data_lib.class_weights(train.y, self.num_classes, float(config.loss.class_weight_power))
         )
+        power = float(config.sampling.get("patient_power", 0.0))
+        self.patient_factors = (
+            data_lib.patient_factors(train.y, _records_of_train(train), power) if power else None
+        )
         self.sample_probs = self._sample_probs(train.y)
         choice = strategy_lib.choose(config, jax.default_backend(), len(self.seeds))
         self.strategy, self.dispatch = choice.strategy, choice.dispatch
@@ -132,18 +136,23 @@ class Ensemble:
             )
 
     def _sample_probs(self, y: np.ndarray) -> jax.Array | None:
-        if self.config.sampling.name in ("uniform", "record"):
-            return None
-        if self.config.sampling.name != "balanced":
-            raise ValueError(
-                f"unknown sampling {self.config.sampling.name!r}; use uniform, balanced or record"
-            )
+        name = self.config.sampling.name
+        if name not in ("uniform", "balanced", "record"):
+            raise ValueError(f"unknown sampling {name!r}; use uniform, balanced or record")
+        if name == "record" or (name == "uniform" and self.patient_factors is None):
+            return None  # a permutation per epoch (or per-record batches): no probabilities
+        p = np.ones(len(y)) if name == "uniform" else self._balanced(y, self.config.sampling)
+        return jnp.asarray(p / p.sum(), jnp.float32)
+
+    def _balanced(self, y: np.ndarray, sampling: Any) -> np.ndarray:
+        """Unnormalised per-beat weights ``count[class] ** -balance_power`` (times the
+        patient factors of ``sampling.patient_power``)."""
         counts = data_lib.class_counts(y, self.num_classes).astype(np.float64)
         per_class = np.where(
-            counts > 0, np.maximum(counts, 1.0) ** -float(self.config.sampling.balance_power), 0.0
+            counts > 0, np.maximum(counts, 1.0) ** -float(sampling.balance_power), 0.0
         )
         p = per_class[y]
-        return jnp.asarray(p / p.sum(), jnp.float32)
+        return p if self.patient_factors is None else p * self.patient_factors
 
     @property
     def stacked(self) -> bool:
@@ -344,6 +353,16 @@ def _records_of(split: data_lib.BeatData) -> list[np.ndarray]:
     assert split.record is not None
     sample = split.sample if split.sample is not None else np.arange(len(split))
     return record_groups(split.record, sample)
+
+
+def _records_of_train(train: data_lib.BeatData) -> np.ndarray:
+    """The training beats' records, for ``sampling.patient_power`` (a clear error without)."""
+    if train.record is None:
+        raise data_lib.DataError(
+            f"{train.source}: sampling.patient_power spreads each class over its patients and "
+            "needs a 'record' column; prepare the data with scripts/prepare_data.py"
+        )
+    return train.record
 
 
 def _record_rows(train: data_lib.BeatData) -> tuple[jax.Array, jax.Array]:

@@ -99,11 +99,9 @@ class Population(Ensemble):
     def _sample_probs(self, y: np.ndarray) -> jax.Array | None:
         if self.config.sampling.name != "balanced":
             return super()._sample_probs(y)
-        counts = data_lib.class_counts(y, self.num_classes).astype(np.float64)
         rows = []
         for power in self.values["sampling.balance_power"]:
-            per_class = np.where(counts > 0, np.maximum(counts, 1.0) ** -float(power), 0.0)
-            p = per_class[y]
+            p = self._balanced(y, ml_collections.ConfigDict({"balance_power": power}))
             rows.append(p / p.sum())
         return jnp.asarray(np.stack(rows), jnp.float32)
 

@@ -127,6 +127,7 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "loss.label_smoothing": _unit(closed_right=False),
         "sampling.name": _one_of(SAMPLINGS),
         "sampling.balance_power": _unit(),
+        "sampling.patient_power": _unit(),
         "augment.scale": _unit(closed_right=False),
         "augment.shift": _at_least(0, integer=False),
         "augment.noise": _at_least(0, integer=False),
@@ -208,6 +209,11 @@ def _cross_field(c: ml_collections.ConfigDict) -> None:
         inputs.parse_channels(c.data.channels)
     except ValueError as err:
         raise ConfigError(f"config: {err}") from None
+    if c.sampling.get("patient_power", 0.0) > 0 and c.sampling.name == "record":
+        raise ConfigError(
+            "config: sampling.patient_power reweights beats within their class for "
+            "sampling.name 'uniform' or 'balanced'; 'record' draws whole-record batches"
+        )
     dropped = inputs.parse_names(c.augment.get("drop_channels", ""))
     rate = float(c.augment.get("drop_channels_rate", 0.0))
     if bool(dropped) != (rate > 0) or not set(dropped) <= set(
