@@ -78,6 +78,15 @@ On that second seed the cluster smoothing above still gains (N Se +.010, V +P +.
 Two P-wave scalars in the rhythm branch (``data.p_wave_features``, session 13; 3 seeds per
 fold, gated, last epoch, against this recipe): S Se -.051, V Se -.020, N Se +.006, S +P -.007;
 left out. The P wave helps as a rule in the AF gate (below), not as an input.
+Session 14, the same protocol (3 seeds per fold, gated, last epoch, against this recipe), all
+left out with DS2 not looked at: the second lead's deviation from its own template as a fourth
+channel (``lead2_minus_template``: V Se -.043 [-.098, -.004]); channel dropout, 30% of
+training beats (``augment.drop_channels``): lead 2 alone S +P -.038, V Se -.004, beat and
+lead 2 together V Se -.030 [-.065, -.002], S Se -.055; each class spread over its patients
+when sampling (``sampling.patient_power=0.5``: V Se +.006, S Se +.010, S +P -.018, N Se
+-.003); class decision offsets fitted for the issue's goals (``scripts/decision_study.py``,
+cross-fitted: V Se +.044 [+.012, +.095] but V +P -.091 and S Se -.038; not adopted by the
+study on either pool).
 Two training changes, same protocol, also left out: class-balanced sampling with plain
 cross-entropy (V Se -.003, N Se +.058, S Se .819 -> .391) and a time-stretch augmentation about
 the R peak (``augment.stretch=0.15``: V Se +.008 [-.013, +.040], N Se +.046, S Se -.186),

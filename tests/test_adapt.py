@@ -296,6 +296,8 @@ def test_patient_power_samples_each_class_evenly_over_its_records() -> None:
     assert np.isfinite(metrics["loss"]).all()
     with pytest.raises(data_lib.DataError, match="patient_power"):
         Ensemble(c, replace(train, record=None, sample=None), [0])
+    loaded = Ensemble(c, None, [0], context_dim=0)  # evaluation: no training file to read
+    assert loaded.patient_factors is None
     c.sampling.name = "record"
     with pytest.raises(ConfigError, match="patient_power"):
         validate(c)

@@ -87,6 +87,14 @@ class Ensemble:
         self.num_classes = int(config.data.num_classes)
         self.use_context = bool(config.model.rr_context)
         self.batch_size = int(config.train.batch_size)
+        power = float(config.sampling.get("patient_power", 0.0))
+        self.patient_factors = (
+            None
+            if train is None or not power
+            else data_lib.patient_factors(
+                train.y, _train_records(train, "sampling.patient_power"), power
+            )
+        )
         if train is None:
             train = _placeholder(
                 self.num_classes,
@@ -99,10 +107,6 @@ class Ensemble:
         self.num_channels = int(self.data.x.shape[-1])
         self.class_weights = jnp.asarray(
             data_lib.class_weights(train.y, self.num_classes, float(config.loss.class_weight_power))
-        )
-        power = float(config.sampling.get("patient_power", 0.0))
-        self.patient_factors = (
-            data_lib.patient_factors(train.y, _records_of_train(train), power) if power else None
         )
         self.sample_probs = self._sample_probs(train.y)
         choice = strategy_lib.choose(config, jax.default_backend(), len(self.seeds))
@@ -141,16 +145,15 @@ class Ensemble:
             raise ValueError(f"unknown sampling {name!r}; use uniform, balanced or record")
         if name == "record" or (name == "uniform" and self.patient_factors is None):
             return None  # a permutation per epoch (or per-record batches): no probabilities
-        p = np.ones(len(y)) if name == "uniform" else self._balanced(y, self.config.sampling)
+        power = float(self.config.sampling.balance_power)
+        p = np.ones(len(y)) if name == "uniform" else self._balanced(y, power)
         return jnp.asarray(p / p.sum(), jnp.float32)
 
-    def _balanced(self, y: np.ndarray, sampling: Any) -> np.ndarray:
-        """Unnormalised per-beat weights ``count[class] ** -balance_power`` (times the
-        patient factors of ``sampling.patient_power``)."""
+    def _balanced(self, y: np.ndarray, power: float) -> np.ndarray:
+        """Unnormalised per-beat weights ``count[class] ** -power`` (times the patient factors
+        of ``sampling.patient_power``)."""
         counts = data_lib.class_counts(y, self.num_classes).astype(np.float64)
-        per_class = np.where(
-            counts > 0, np.maximum(counts, 1.0) ** -float(sampling.balance_power), 0.0
-        )
+        per_class = np.where(counts > 0, np.maximum(counts, 1.0) ** -power, 0.0)
         p = per_class[y]
         return p if self.patient_factors is None else p * self.patient_factors
 
@@ -355,23 +358,20 @@ def _records_of(split: data_lib.BeatData) -> list[np.ndarray]:
     return record_groups(split.record, sample)
 
 
-def _records_of_train(train: data_lib.BeatData) -> np.ndarray:
-    """The training beats' records, for ``sampling.patient_power`` (a clear error without)."""
+def _train_records(train: data_lib.BeatData, setting: str) -> np.ndarray:
+    """The training beats' records, for a sampling ``setting`` that reads them (a clear error
+    naming the file and the setting where the file has none)."""
     if train.record is None:
         raise data_lib.DataError(
-            f"{train.source}: sampling.patient_power spreads each class over its patients and "
-            "needs a 'record' column; prepare the data with scripts/prepare_data.py"
+            f"{train.source}: {setting} samples by patient and needs a 'record' column; "
+            "prepare the data with scripts/prepare_data.py"
         )
     return train.record
 
 
 def _record_rows(train: data_lib.BeatData) -> tuple[jax.Array, jax.Array]:
     """Each record's rows, padded into a ``(records, longest)`` table, and their counts."""
-    if train.record is None:
-        raise data_lib.DataError(
-            f"{train.source}: sampling.name='record' draws each batch from one record and needs "
-            "a 'record' column; prepare the data with scripts/prepare_data.py"
-        )
+    _train_records(train, "sampling.name='record'")
     groups = _records_of(train)
     table = np.zeros((len(groups), max(len(g) for g in groups)), np.int32)
     for r, g in enumerate(groups):

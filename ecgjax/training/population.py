@@ -101,7 +101,7 @@ class Population(Ensemble):
             return super()._sample_probs(y)
         rows = []
         for power in self.values["sampling.balance_power"]:
-            p = self._balanced(y, ml_collections.ConfigDict({"balance_power": power}))
+            p = self._balanced(y, float(power))
             rows.append(p / p.sum())
         return jnp.asarray(np.stack(rows), jnp.float32)
 
