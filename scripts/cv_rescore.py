@@ -26,6 +26,7 @@ from absl import logging as absl_logging
 from rich.console import Console
 
 from ecgjax import cli, paths
+from ecgjax.scoring.af_gate import MODES
 
 _ADAPT = flags.DEFINE_enum(
     "adapt_norm", None, ["none", "record", "normal"], "data.adapt_norm for the new pool."
@@ -51,7 +52,7 @@ _PWAVE = flags.DEFINE_float(
 _MODE = flags.DEFINE_enum(
     "af_gate_mode",
     None,
-    ["to_n", "condition"],
+    list(MODES),
     "data.af_gate_mode for the new pool (a gated beat's S onto N, or conditioned away).",
 )
 _NAME = flags.DEFINE_string(

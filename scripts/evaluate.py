@@ -23,6 +23,7 @@ from rich.table import Table
 
 from ecgjax import cli
 from ecgjax.scoring.aami_tables import gross_table
+from ecgjax.scoring.af_gate import MODES
 
 _RUN_ID = flags.DEFINE_string("run_id", None, "MLflow run id instead of a checkpoint folder.")
 _DATA = flags.DEFINE_string("data", None, "Parquet test file; default: the config's test split.")
@@ -68,7 +69,7 @@ _AF_GATE_PWAVE = flags.DEFINE_float(
 _AF_GATE_MODE = flags.DEFINE_enum(
     "af_gate_mode",
     None,
-    ["to_n", "condition"],
+    list(MODES),
     "With the AF gate: a gated beat's S probability onto N, or conditioned away (p / (1 - p(S))). "
     "Default: the checkpoint's data.af_gate_mode.",
 )

@@ -194,14 +194,16 @@ def af_flags(
             f"AF gate: one position, record id and ectopic flag per beat ({sample.shape}, "
             f"{record.shape}, {ectopic.shape})"
         )
-    use_p = pwave_max > 0
-    if use_p and (p_corr is None or np.shape(p_corr) != sample.shape):
-        raise ValueError("AF gate: the P-wave test needs one P-wave correlation per beat")
+    corr_all = None
+    if pwave_max > 0:
+        if p_corr is None or np.shape(p_corr) != sample.shape:
+            raise ValueError("AF gate: the P-wave test needs one P-wave correlation per beat")
+        corr_all = np.asarray(p_corr, dtype=np.float64)  # once, not per record
     out = np.zeros(len(sample), dtype=bool)
     for name in np.unique(record):
         idx = np.flatnonzero(record == name)
         order = idx[np.argsort(sample[idx], kind="stable")]
-        corr = np.asarray(p_corr, dtype=np.float64)[order] if use_p and p_corr is not None else None
+        corr = None if corr_all is None else corr_all[order]
         try:
             out[order] = _record_flags(sample[order], ectopic[order], t, corr, pwave_max)
         except ValueError as err:

@@ -202,9 +202,7 @@ def train_cv(
         ]
         supports = [data_lib.class_counts(s.val.y, len(names)) for s in fold_splits]
         spread = folds.headline_keys(config)
-        scored = [
-            next(h for h in r.history if h["epoch"] == scored_epoch(r, which)) for r in results
-        ]
+        scored = [scored_row(r, which) for r in results]
         summary = folds.summarize(scored, supports, names, spread)
         score = {
             f"cv/{key.partition('/')[2]}": v for key, v in summary.items() if key[:4] == "val/"
@@ -267,6 +265,12 @@ def scored_epoch(result: RunResult, which: str) -> int:
     return result.best_epoch if which == "best" else result.epochs_run
 
 
+def scored_row(result: RunResult, which: str) -> dict[str, Any]:
+    """The fold's validation history row at its :func:`scored_epoch`."""
+    epoch = scored_epoch(result, which)
+    return next(h for h in result.history if h["epoch"] == epoch)
+
+
 def _write_summary(
     out: CVResult, cv: folds.CrossValidation, config: ml_collections.ConfigDict
 ) -> None:
@@ -309,13 +313,12 @@ def _print_table(
         table.add_column(col, justify="right")
     keys = [metric, *[f"recall_{n}" for n in names]]
     for i, (r, s) in enumerate(zip(out.folds, fold_splits, strict=True)):
-        epoch = scored_epoch(r, which)
-        h = next(h for h in r.history if h["epoch"] == epoch)
+        h = scored_row(r, which)
         support = data_lib.class_counts(s.val.y, len(names))
         cells = [f"{h[f'val/{metric}']:.4f}"]
         cells += [f"{h[f'val/recall_{n}']:.4f}" if support[c] else "-" for c, n in enumerate(names)]
         records = len(np.unique(np.asarray(s.val.record)))
-        table.add_row(f"fold {i}", str(records), str(epoch), *cells)
+        table.add_row(f"fold {i}", str(records), str(h["epoch"]), *cells)
     sc = out.score
     table.add_row(
         "mean±std", "", "", *[f"{sc[f'cv/{k}']:.3f}±{sc[f'cv/fold_std/{k}']:.3f}" for k in keys]
