@@ -111,6 +111,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.rr_width = 32  # rhythm branch width (models.classifier.ContextFusion)
     c.model.rr_beat_dropout = 0.0  # modality dropout of the beat embedding, rr_context only
     c.model.rr_rhythm_dropout = 0.0  # the same for the rhythm embedding (morphology alone)
+    # Weight of a patient adversary's reversed gradient into the encoder (0: off): the normal
+    # beats' embedding is trained not to tell the training patients apart (needs records).
+    c.model.patient_adversary = 0.0
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "ce"  # ce | weighted_ce | focal | weighted_focal

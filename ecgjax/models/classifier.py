@@ -26,6 +26,48 @@ from jaxtyping import Array, Float
 from ecgjax.models.common import check_norm
 from ecgjax.models.rates import traced_keep
 
+MAX_PATIENTS = 64  # outputs of the patient adversary (``model.patient_adversary``)
+
+
+@jax.custom_vjp
+def reverse_gradient(x: Array, scale: Array) -> Array:
+    """Identity forward; backward multiplies the gradient by ``-scale`` (Ganin and Lempitsky
+    2015). Layers before it learn to *raise* the loss of whatever is trained after it."""
+    return x
+
+
+def _reverse_fwd(x: Array, scale: Array) -> tuple[Array, Array]:
+    return x, scale
+
+
+def _reverse_bwd(scale: Array, g: Array) -> tuple[Array, Array]:
+    return -scale * g, jnp.zeros_like(scale)
+
+
+reverse_gradient.defvjp(_reverse_fwd, _reverse_bwd)
+
+
+class PatientAdversary(nn.Module):
+    """Guesses a training beat's patient from the beat embedding, behind a gradient reversal.
+
+    Why: a network trained on 22 patients can tell them apart by the shape of their normal
+    beats, and a new patient's normal beats then land wherever that patient's morphology
+    happens to put them. Trained against this head (``model.patient_adversary`` is the
+    reversal's weight), the encoder is pushed to map every patient's normal beats alike, so
+    what is left to separate is the ectopic beats. The step applies its loss to the beats of
+    one class (N), whose differences between patients are the nuisance; on ectopic beats the
+    patient is confounded with the label (one patient holds most of a class).
+    """
+
+    scale: float
+    width: int = 64
+
+    @nn.compact
+    def __call__(self, h: Float[Array, "batch d"]) -> Float[Array, "batch patients"]:
+        h = reverse_gradient(h, jnp.asarray(self.scale, h.dtype))
+        h = nn.relu(nn.Dense(self.width)(h))
+        return nn.Dense(MAX_PATIENTS)(h)
+
 
 @dataclasses.dataclass(frozen=True)
 class Encoder:
@@ -155,6 +197,9 @@ class Classifier(nn.Module):
         rr_context: fuse ``context`` (the R-R features) after the encoder.
         rr_width, rr_beat_dropout, rr_rhythm_dropout: the rhythm branch (see
             :class:`ContextFusion`).
+        patient_adversary: weight of the gradient reversal into the encoder from a
+            :class:`PatientAdversary` on the beat embedding (0: no adversary, no parameters).
+            In training its logits are sown as ``intermediates/patient_logits``.
     """
 
     encoder: Encoder
@@ -164,14 +209,24 @@ class Classifier(nn.Module):
     rr_width: int = 32
     rr_beat_dropout: float = 0.0
     rr_rhythm_dropout: float = 0.0
+    patient_adversary: float = 0.0
 
     @classmethod
     def from_config(cls, encoder: Encoder, cfg: Any, num_classes: int) -> Classifier:
         """The classifier around ``encoder``, its own fields read from the ``model`` section."""
-        own = {"dropout", "rr_context", "rr_width", "rr_beat_dropout", "rr_rhythm_dropout"}
+        own = {
+            "dropout",
+            "rr_context",
+            "rr_width",
+            "rr_beat_dropout",
+            "rr_rhythm_dropout",
+            "patient_adversary",
+        }
         given = {k: cfg[k] for k in sorted(own) if k in cfg}
         model = cls(encoder=encoder, num_classes=num_classes, **given)
         check_fusion(model.rr_width, model.rr_beat_dropout, model.rr_rhythm_dropout)
+        if model.patient_adversary < 0:
+            raise ValueError(f"model.patient_adversary must be >= 0, got {model.patient_adversary}")
         return model
 
     @nn.compact
@@ -183,6 +238,10 @@ class Classifier(nn.Module):
         train: bool,
     ) -> Float[Array, "batch classes"]:
         h = self.encoder(x, train=train)
+        if self.patient_adversary > 0:  # built at init too, so checkpoints hold its parameters
+            patients = PatientAdversary(self.patient_adversary)(h)
+            if train:
+                self.sow("intermediates", "patient_logits", patients)
         fusion = ContextFusion(
             self.rr_context, self.rr_width, self.rr_beat_dropout, self.rr_rhythm_dropout
         )

@@ -30,6 +30,7 @@ import numpy as np
 from ecgjax import data as data_lib
 from ecgjax.data import inputs as inputs_lib
 from ecgjax.data.rr import record_groups
+from ecgjax.models.classifier import MAX_PATIENTS
 from ecgjax.training import adapt as adapt_lib
 from ecgjax.training import strategy as strategy_lib
 from ecgjax.training.programs import planned_bytes, programs_for
@@ -47,8 +48,11 @@ def seed_keys(seeds: list[int]) -> jax.Array:
     return jnp.stack([jax.random.PRNGKey(s) for s in seeds])
 
 
-def to_device(split: data_lib.BeatData, use_context: bool) -> DeviceData:
-    """Put a split on the device once, in the model's 1D view ``(N, 192, channels)``."""
+def to_device(
+    split: data_lib.BeatData, use_context: bool, patients: np.ndarray | None = None
+) -> DeviceData:
+    """Put a split on the device once, in the model's 1D view ``(N, 192, channels)``;
+    ``patients`` (each beat's patient index, for the patient adversary) goes with it."""
     if use_context and split.context is None:
         raise ValueError(
             f"{split.source}: model.rr_context=True needs RR features, but this file has no "
@@ -57,7 +61,25 @@ def to_device(split: data_lib.BeatData, use_context: bool) -> DeviceData:
         )
     ctx = jnp.asarray(split.context, jnp.float32) if use_context else None
     x = jnp.asarray(data_lib.model_view(split))
-    return DeviceData(x, jnp.asarray(split.y, jnp.int32), ctx)
+    record = None if patients is None else jnp.asarray(patients, jnp.int32)
+    return DeviceData(x, jnp.asarray(split.y, jnp.int32), ctx, record)
+
+
+def patient_indices(train: data_lib.BeatData) -> np.ndarray:
+    """Each training beat's patient as ``0..R-1`` (records in sorted order), for
+    ``model.patient_adversary``.
+
+    Raises:
+        DataError: the file has no records, or more than the adversary's outputs.
+    """
+    records = _train_records(train, "model.patient_adversary")
+    names, index = np.unique(records, return_inverse=True)
+    if len(names) > MAX_PATIENTS:
+        raise data_lib.DataError(
+            f"{train.source}: model.patient_adversary tells at most {MAX_PATIENTS} patients "
+            f"apart, this training file has {len(names)} records"
+        )
+    return index.astype(np.int32)
 
 
 def steps_per_epoch(config: ml_collections.ConfigDict, n_train: int) -> int:
@@ -95,6 +117,7 @@ class Ensemble:
                 train.y, _train_records(train, "sampling.patient_power"), power
             )
         )
+        inference = train is None
         if train is None:
             train = _placeholder(
                 self.num_classes,
@@ -102,7 +125,9 @@ class Ensemble:
                 inputs_lib.num_channels(config.data),
             )
         self.steps = steps_per_epoch(config, len(train))
-        self.data = to_device(train, self.use_context)
+        adversary = float(config.model.get("patient_adversary", 0.0)) > 0
+        patients = patient_indices(train) if adversary and not inference else None
+        self.data = to_device(train, self.use_context, patients)
         self.context_dim = 0 if self.data.context is None else int(self.data.context.shape[1])
         self.num_channels = int(self.data.x.shape[-1])
         self.class_weights = jnp.asarray(

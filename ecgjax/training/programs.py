@@ -75,6 +75,7 @@ def programs_for(
     dropped = (
         inputs.channel_indices(config.data.channels, config.augment.drop_channels) if rate else ()
     )
+    adversary = float(config.model.get("patient_adversary", 0.0)) > 0
     return _build(
         key,
         group,
@@ -87,6 +88,7 @@ def programs_for(
         member_hparams,
         list(config.data.class_names).index("N") if normal_stats else -1,
         dropped,
+        list(config.data.class_names).index("N") if adversary else -1,
     )
 
 
@@ -103,6 +105,7 @@ def _build(
     member_hparams: bool = False,
     norm_class: int = -1,
     drop_channels: tuple[int, ...] = (),
+    adversary_class: int = -1,
 ) -> Programs:
     sections = json.loads(key)
     cfg = {s: ml_collections.ConfigDict(sections[s]) for s in _KEY_SECTIONS}
@@ -117,6 +120,7 @@ def _build(
         norm_class=norm_class,
         drop_channels=drop_channels,
         drop_rate=float(cfg["augment"].get("drop_channels_rate", 0.0)),
+        adversary_class=adversary_class,
     )
     single: Callable[..., Any] = functools.partial(train_step, fns=fns)
     multi: Callable[..., Any] = functools.partial(scan_steps, fns=fns)

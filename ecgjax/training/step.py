@@ -38,11 +38,13 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 class DeviceData(flax.struct.PyTreeNode):
-    """A split put on the device once: beats ``(N, 192, C)``, labels, optional RR context."""
+    """A split put on the device once: beats ``(N, 192, C)``, labels, optional RR context, and
+    (for ``model.patient_adversary``) each training beat's patient as an index."""
 
     x: Float[Array, "n 192 c"]
     y: Int[Array, " n"]
     context: Float[Array, "n f"] | None
+    record: Int[Array, " n"] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class StepFns:
     # augment.drop_channels: input channels zeroed together in a fraction of the training beats.
     drop_channels: tuple[int, ...] = ()
     drop_rate: float = 0.0
+    # model.patient_adversary: the class whose beats train the patient adversary (-1: none).
+    adversary_class: int = -1
 
 
 def create_train_state(
@@ -142,8 +146,11 @@ def train_step(
 
     stats_mask = normal_stats_mask(y, fns.norm_class)
     own_stats = contextlib.nullcontext() if stats_mask is None else input_statistics(stats_mask)
+    adversary = fns.adversary_class >= 0
+    if adversary and data.record is None:
+        raise ValueError("model.patient_adversary needs the training beats' records on device")
 
-    def loss_of(params: Any) -> tuple[Array, tuple[Any, Array]]:
+    def loss_of(params: Any) -> tuple[Array, tuple[Any, Array, Array]]:
         variables = {"params": params, "batch_stats": state.batch_stats}
         with convs_as_matmuls(fns.wide), traced_dropout(keep), own_stats:
             logits, updates = fns.model.apply(
@@ -152,11 +159,20 @@ def train_step(
                 ctx,
                 train=True,
                 rngs={"dropout": dropout_key},
-                mutable=["batch_stats"],
+                mutable=["batch_stats", "intermediates"] if adversary else ["batch_stats"],
             )
-        return fns.loss_fn(logits, y, class_weights, traced), (updates, logits)
+        loss = fns.loss_fn(logits, y, class_weights, traced)
+        if not adversary:
+            return loss, (updates, logits, loss)
+        assert data.record is not None
+        patients = updates["intermediates"]["patient_logits"][0]
+        return loss + patient_loss(patients, data.record[idx], y == fns.adversary_class), (
+            updates,
+            logits,
+            loss,
+        )
 
-    (loss, (updates, logits)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+    (_, (updates, logits, loss)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
     param_updates, opt_state = fns.tx.update(grads, state.opt_state, state.params)
     new_state = state.replace(
         step=state.step + 1,
@@ -166,6 +182,19 @@ def train_step(
     )
     correct = jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
     return new_state, {"loss": loss, "accuracy": correct}
+
+
+def patient_loss(
+    logits: Float[Array, "batch patients"], patient: Int[Array, " batch"], mask: Array
+) -> Array:
+    """Mean cross-entropy of the patient adversary over the beats in ``mask`` (0 when none).
+
+    Its gradient reaches the encoder reversed (:func:`ecgjax.models.classifier.reverse_gradient`);
+    the reported training loss stays the class loss alone.
+    """
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, patient)
+    weight = mask.astype(ce.dtype)
+    return jnp.sum(ce * weight) / jnp.maximum(weight.sum(), 1.0)
 
 
 def scan_steps(

@@ -121,6 +121,7 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "model.rr_width": _at_least(1),
         "model.rr_beat_dropout": _unit(closed_right=False),
         "model.rr_rhythm_dropout": _unit(closed_right=False),
+        "model.patient_adversary": _at_least(0, integer=False),
         "loss.name": _one_of(LOSSES),
         "loss.class_weight_power": _at_least(0, integer=False),
         "loss.focal_gamma": _at_least(0, integer=False),
