@@ -93,6 +93,12 @@ S +P -.043, V Se -.014 [-.036, +.000], N Se -.007; DS2 -> DS1 S Se -.072 [-.161,
 -.018. Its rule took it out, so the recipe keeps plain weighted cross-entropy; this choice has
 seen both test sets. A gain at the rule's bars (+.01 V Se, +.02 S +P) is within what one
 3-seed pool shows by chance; a change should now clear them on two seed sets first.
+Sessions 15-16, same protocol, left out with no test set looked at: the inception network's
+pool averaged into the residual one (6 members against 6 residual ones: V Se -.015, N Se
++.004); a patient adversary behind a gradient reversal (``model.patient_adversary=0.3``: S Se
+-.107, S +P -.073, V Se -.039); per-record label-shift EM bounded to N/S/V with 200
+pseudo-beats of the file's prior (evaluation only; N Se -.027 and -.019, S +P -.140 and -.129
+on the seed-20 and seed-23 pools).
 Two training changes, same protocol, also left out: class-balanced sampling with plain
 cross-entropy (V Se -.003, N Se +.058, S Se .819 -> .391) and a time-stretch augmentation about
 the R peak (``augment.stretch=0.15``: V Se +.008 [-.013, +.040], N Se +.046, S Se -.186),

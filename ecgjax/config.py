@@ -113,6 +113,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.rr_rhythm_dropout = 0.0  # the same for the rhythm embedding (morphology alone)
     # Weight of a patient adversary's reversed gradient into the encoder (0: off): the normal
     # beats' embedding is trained not to tell the training patients apart (needs records).
+    # Off in the recipe: at 0.3 it cost S and V sensitivity on DS1 CV (report/journal.md).
     c.model.patient_adversary = 0.0
 
     c.loss = ml_collections.ConfigDict()
