@@ -153,6 +153,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.plateau_patience = 2
     c.optim.plateau_factor = 0.5
     c.optim.grad_clip = 0.0  # 0 = off
+    # Sharpness-aware minimisation (training.step.sam_point): each step's gradient is taken at
+    # the weights moved this far along the normalised gradient (0: off; two passes per step).
+    c.optim.sam_rho = 0.0
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 32

@@ -121,6 +121,7 @@ def _build(
         drop_channels=drop_channels,
         drop_rate=float(cfg["augment"].get("drop_channels_rate", 0.0)),
         adversary_class=adversary_class,
+        sam_rho=float(cfg["optim"].get("sam_rho", 0.0)),
     )
     single: Callable[..., Any] = functools.partial(train_step, fns=fns)
     multi: Callable[..., Any] = functools.partial(scan_steps, fns=fns)

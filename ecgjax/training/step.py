@@ -68,6 +68,8 @@ class StepFns:
     drop_rate: float = 0.0
     # model.patient_adversary: the class whose beats train the patient adversary (-1: none).
     adversary_class: int = -1
+    # optim.sam_rho: sharpness-aware minimisation's radius (0: plain gradient, one pass).
+    sam_rho: float = 0.0
 
 
 def create_train_state(
@@ -145,13 +147,15 @@ def train_step(
         x = drop_channels(jax.random.fold_in(step_key, 11), x, fns.drop_channels, fns.drop_rate)
 
     stats_mask = normal_stats_mask(y, fns.norm_class)
-    own_stats = contextlib.nullcontext() if stats_mask is None else input_statistics(stats_mask)
     adversary = fns.adversary_class >= 0
     if adversary and data.record is None:
         raise ValueError("model.patient_adversary needs the training beats' records on device")
 
     def loss_of(params: Any) -> tuple[Array, tuple[Any, Array, Array]]:
         variables = {"params": params, "batch_stats": state.batch_stats}
+        own_stats = (  # made per pass: a second (SAM) pass enters it again
+            contextlib.nullcontext() if stats_mask is None else input_statistics(stats_mask)
+        )
         with convs_as_matmuls(fns.wide), traced_dropout(keep), own_stats:
             logits, updates = fns.model.apply(
                 variables,
@@ -173,6 +177,8 @@ def train_step(
         )
 
     (_, (updates, logits, loss)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+    if fns.sam_rho > 0:
+        grads = jax.grad(lambda p: loss_of(p)[0])(sam_point(state.params, grads, fns.sam_rho))
     param_updates, opt_state = fns.tx.update(grads, state.opt_state, state.params)
     new_state = state.replace(
         step=state.step + 1,
@@ -182,6 +188,19 @@ def train_step(
     )
     correct = jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
     return new_state, {"loss": loss, "accuracy": correct}
+
+
+def sam_point(params: Any, grads: Any, rho: float) -> Any:
+    """``params`` moved ``rho`` along the normalised gradient: the nearby point whose gradient
+    sharpness-aware minimisation (Foret et al. 2021) steps with.
+
+    Why: a minimum that stays low within a radius of the weights is flat, and flat minima are
+    the ones found to carry over to shifted data (new patients). The second pass reuses the first
+    pass's dropout and augmentation draws; batch-norm statistics come from the first pass.
+    """
+    norm = optax.global_norm(grads)
+    scale = rho / (norm + 1e-12)
+    return jax.tree.map(lambda p, g: p + scale * g.astype(p.dtype), params, grads)
 
 
 def patient_loss(

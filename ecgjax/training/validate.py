@@ -144,6 +144,7 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "optim.plateau_patience": _at_least(1),
         "optim.plateau_factor": _open_unit(),
         "optim.grad_clip": _at_least(0, integer=False),
+        "optim.sam_rho": _at_least(0, integer=False),
         "train.batch_size": _at_least(1),
         "train.epochs": _at_least(1),
         "train.steps_per_epoch": _at_least(0),
