@@ -118,7 +118,7 @@ class Ensemble:
             )
         )
         inference = train is None
-        if inference:
+        if train is None:
             train = _placeholder(
                 self.num_classes,
                 context_dim if self.use_context else None,
