@@ -157,6 +157,11 @@ def base_config() -> ml_collections.ConfigDict:
     # the weights moved this far along the normalised gradient (0: off; two passes per step).
     # Off in the recipe: at 0.05 it cleared no bar on DS1 CV (report/journal.md, session 16).
     c.optim.sam_rho = 0.0
+    # Weight averaging (training.step.weight_average): predictions, validation and checkpoints'
+    # evaluations use an exponential moving average of the weights and batch-norm statistics
+    # with this decay (0: off, the last weights; 0.999 weighs about the last 1,000 steps,
+    # bias-corrected so short runs average what they have).
+    c.optim.weight_ema = 0.0
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 32

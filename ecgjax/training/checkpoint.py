@@ -26,6 +26,24 @@ import orbax.checkpoint as ocp
 from ecgjax.errors import UserError
 from ecgjax.training.step import TrainState
 
+_FIELDS = ("step", "params", "batch_stats", "opt_state", "key")
+
+
+def _on_disk(state: Any) -> Any:
+    """The tree Orbax writes for a state: its fields as a dict, the weight average
+    (``optim.weight_ema``) only where there is one, so states without it keep the layout that
+    checkpoints written before the option have, and both restore."""
+    if not isinstance(state, TrainState):
+        return state
+    tree = {name: getattr(state, name) for name in _FIELDS}
+    if state.average is not None:
+        tree["average"] = state.average
+    return tree
+
+
+def _from_disk(tree: Any, like: Any) -> Any:
+    return TrainState(**tree) if isinstance(like, TrainState) else tree
+
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, damaged or does not match the config it is restored with."""
@@ -71,7 +89,7 @@ class RunCheckpointer:
     ) -> None:
         """Save ``state`` as the latest (and as the best when ``is_best``) for ``epoch``."""
         args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)
+            state=ocp.args.StandardSave(_on_disk(state)), progress=ocp.args.JsonSave(progress)
         )
         self.latest.save(epoch, args=args, force=True)
         if is_best:
@@ -105,7 +123,8 @@ def _restore(
         restored = manager.restore(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state), progress=ocp.args.JsonRestore()
+                state=ocp.args.StandardRestore(_on_disk(abstract_state)),
+                progress=ocp.args.JsonRestore(),
             ),
         )
     except Exception as err:  # Orbax raises many types; the user needs the folder and a hint.
@@ -115,7 +134,7 @@ def _restore(
             "written for another model, width, depth, number of seeds or optimizer than the "
             "config beside it describes."
         ) from err
-    return restored["state"], dict(restored["progress"] or {})
+    return _from_disk(restored["state"], abstract_state), dict(restored["progress"] or {})
 
 
 def restore_dir(directory: Path, abstract_state: Any) -> tuple[TrainState, dict[str, Any]]:
@@ -135,7 +154,8 @@ def save_dir(directory: Path, state: TrainState, progress: dict[str, Any]) -> No
         mgr.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)
+                state=ocp.args.StandardSave(_on_disk(state)),
+                progress=ocp.args.JsonSave(progress),
             ),
             force=True,
         )

@@ -34,7 +34,13 @@ from ecgjax.models.classifier import MAX_PATIENTS
 from ecgjax.training import adapt as adapt_lib
 from ecgjax.training import strategy as strategy_lib
 from ecgjax.training.programs import planned_bytes, programs_for
-from ecgjax.training.step import DeviceData, TrainState, epoch_indices, record_epoch_indices
+from ecgjax.training.step import (
+    DeviceData,
+    TrainState,
+    epoch_indices,
+    inference_state,
+    record_epoch_indices,
+)
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +273,7 @@ class Ensemble:
         Raises:
             DataError: record adaptation is on and the split has no record of each beat.
         """
+        state = inference_state(state)  # optim.weight_ema: the average predicts
         if str(self.config.data.adapt_norm) == "none" or len(split) == 0:
             return self._predict_split(state, split)
         if split.record is None:

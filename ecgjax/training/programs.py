@@ -122,6 +122,7 @@ def _build(
         drop_rate=float(cfg["augment"].get("drop_channels_rate", 0.0)),
         adversary_class=adversary_class,
         sam_rho=float(cfg["optim"].get("sam_rho", 0.0)),
+        weight_ema=float(cfg["optim"].get("weight_ema", 0.0)),
     )
     single: Callable[..., Any] = functools.partial(train_step, fns=fns)
     multi: Callable[..., Any] = functools.partial(scan_steps, fns=fns)
@@ -141,6 +142,7 @@ def _build(
         tx=tx,
         context_dim=context_dim,
         num_channels=num_channels,
+        average=fns.weight_ema > 0,
     )
     return Programs(
         model=model,

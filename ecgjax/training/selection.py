@@ -56,7 +56,8 @@ def member_sources(setting_src: np.ndarray, seeds_per_setting: int) -> np.ndarra
 
 
 def exploit(state: TrainState, src: np.ndarray) -> TrainState:
-    """Members take the weights, batch statistics and optimizer state of ``src[m]``."""
+    """Members take the weights, batch statistics, optimizer state (and weight average, where
+    ``optim.weight_ema`` keeps one) of ``src[m]``."""
     index = jnp.asarray(src, jnp.int32)
 
     def gather(tree: Any) -> Any:
@@ -66,6 +67,7 @@ def exploit(state: TrainState, src: np.ndarray) -> TrainState:
         params=gather(state.params),
         batch_stats=gather(state.batch_stats),
         opt_state=gather(state.opt_state),
+        average=gather(state.average),
     )
 
 

@@ -145,6 +145,7 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "optim.plateau_factor": _open_unit(),
         "optim.grad_clip": _at_least(0, integer=False),
         "optim.sam_rho": _at_least(0, integer=False),
+        "optim.weight_ema": _unit(closed_right=False),
         "train.batch_size": _at_least(1),
         "train.epochs": _at_least(1),
         "train.steps_per_epoch": _at_least(0),
