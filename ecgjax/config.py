@@ -87,6 +87,10 @@ def base_config() -> ml_collections.ConfigDict:
     # model.norm="batch" and a record column). Wherever the model predicts: validation during
     # training, the CV's out-of-fold pool and evaluation.
     c.data.adapt_norm = "none"  # none | record | normal
+    # Test-time augmentation: > 0 averages each beat's probabilities over the beat rolled by
+    # -k, 0 and +k samples (every channel together, as augment.time_shift rolls in training),
+    # wherever the model predicts. 0: off, one pass.
+    c.data.tta_shift = 0
     # "normal" only: passes of (take statistics over the beats called N, predict again), the
     # first from the unadapted prediction; and the least ensemble N probability a beat needs to
     # count (0: argmax N is enough).
@@ -255,6 +259,7 @@ PREDICTION_KEYS = (
     "data.af_gate_mode",
     "data.cluster_smoothing",
     "data.cluster_k",
+    "data.tta_shift",
 )
 
 

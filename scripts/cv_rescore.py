@@ -55,6 +55,12 @@ _MODE = flags.DEFINE_enum(
     list(MODES),
     "data.af_gate_mode for the new pool (a gated beat's S onto N, or conditioned away).",
 )
+_TTA = flags.DEFINE_integer(
+    "tta_shift",
+    None,
+    "data.tta_shift for the new pool (k > 0: each beat's probabilities averaged over the beat "
+    "rolled by -k, 0 and +k samples; 0 = off).",
+)
 _NAME = flags.DEFINE_string(
     "name", None, "Folder under checkpoints/ for the new pool (default: <run>-<key><value>...)."
 )
@@ -78,13 +84,14 @@ def main(argv: list[str]) -> None:
         "data.af_gate": _AF_GATE.value,
         "data.af_gate_pwave": _PWAVE.value,
         "data.af_gate_mode": _MODE.value,
+        "data.tta_shift": _TTA.value,
     }
     overrides = {key: value for key, value in given.items() if value is not None}
     epoch = _EPOCH.value
     if not overrides and epoch is None:
         raise app.UsageError(
             "nothing to change: give --epoch=last, --adapt_norm, --adapt_rounds, "
-            "--adapt_min_prob, --af_gate, --af_gate_pwave or --af_gate_mode"
+            "--adapt_min_prob, --af_gate, --af_gate_pwave, --af_gate_mode or --tta_shift"
         )
     name = _NAME.value or cv_rescore.default_name(cv_dir, overrides, epoch)
     out_dir = paths.checkpoints_dir() / name

@@ -82,6 +82,12 @@ _ADAPT = flags.DEFINE_enum(
     "first calls N (normal); AdaBN, ecgjax/training/adapt.py. Default: data.adapt_norm.",
 )
 
+_TTA = flags.DEFINE_integer(
+    "tta_shift",
+    None,
+    "Test-time augmentation: k > 0 averages each beat's probabilities over the beat rolled by "
+    "-k, 0 and +k samples; 0 = off. Default: the checkpoint's data.tta_shift.",
+)
 _ADAPT_ROUNDS = flags.DEFINE_integer(
     "adapt_rounds",
     None,
@@ -247,6 +253,9 @@ def main(argv: list[str]) -> None:
             loaded.config.data.adapt_min_prob = _ADAPT_MIN_PROB.value
         if any(f.value is not None for f in (_ADAPT, _ADAPT_ROUNDS, _ADAPT_MIN_PROB)):
             validate(loaded.config)  # a batch-norm model; refinements of 'normal' only
+        if _TTA.value is not None:
+            loaded.config.data.tta_shift = _TTA.value
+            validate(loaded.config)
         if _DECISION.value is not None:
             evaluate.attach_decision(loaded, _DECISION.value)
         test, val = evaluate.load_data(loaded, _DATA.value)

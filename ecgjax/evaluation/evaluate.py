@@ -329,6 +329,7 @@ def evaluate(
         "adapt_norm": str(loaded.config.data.adapt_norm),
         "adapt_rounds": int(loaded.config.data.adapt_rounds),
         "adapt_min_prob": float(loaded.config.data.adapt_min_prob),
+        "tta_shift": int(loaded.config.data.get("tta_shift", 0)),
         "decision": None
         if loaded.decision is None
         else {

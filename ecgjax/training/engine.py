@@ -269,6 +269,7 @@ class Ensemble:
         ``data.adapt_norm`` ``record`` or ``normal`` each record under batch-norm statistics
         of its own beats or of those it calls N (``data.adapt_rounds`` passes, beats with an
         N probability of at least ``data.adapt_min_prob``; :mod:`ecgjax.training.adapt`).
+        With ``data.tta_shift`` k > 0 every pass is the mean over the beats rolled by -k, 0, +k.
 
         Raises:
             DataError: record adaptation is on and the split has no record of each beat.
@@ -332,18 +333,25 @@ class Ensemble:
         vmapped = self.strategy in ("vmap", "wide")
         params = [] if vmapped else _unstack(state.params, len(self.seeds))
         stats = [] if vmapped else _unstack(state.batch_stats, len(self.seeds))
+        k = int(self.config.data.get("tta_shift", 0))
+        shifts = (-k, 0, k) if k else (0,)
+
+        def one_pass(x: jax.Array, ctx: jax.Array | None) -> jax.Array:
+            if vmapped:
+                return self._predict(state.params, state.batch_stats, x, ctx)
+            return jnp.stack(
+                [self._predict(p, b, x, ctx) for p, b in zip(params, stats, strict=True)]
+            )
+
         out = []
         for start in range(0, n, chunk):
             x = _pad_to(dev.x[start : start + chunk], chunk)
             ctx = (
                 None if dev.context is None else _pad_to(dev.context[start : start + chunk], chunk)
             )
-            if vmapped:
-                probs = self._predict(state.params, state.batch_stats, x, ctx)
-            else:
-                probs = jnp.stack(
-                    [self._predict(p, b, x, ctx) for p, b in zip(params, stats, strict=True)]
-                )
+            # data.tta_shift: the mean over rolled copies (a roll of 0 is the beat itself).
+            probs = sum(one_pass(jnp.roll(x, s, axis=1) if s else x, ctx) for s in shifts)
+            probs = probs / len(shifts)
             out.append(np.asarray(probs)[:, : min(chunk, n - start)])
         if not out:
             return np.zeros((len(self.seeds), 0, self.num_classes))

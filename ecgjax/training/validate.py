@@ -105,6 +105,7 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "data.template": _one_of(inputs.TEMPLATES),
         "data.template_beats": _at_least(1),
         "data.cluster_k": _at_least(1),
+        "data.tta_shift": (lambda v: _int(v) and 0 <= v < 96, "an integer in [0, 96)"),
         "data.adapt_norm": _one_of(ADAPTS),
         "data.adapt_rounds": _at_least(1),
         "data.adapt_min_prob": _unit(closed_right=False),
