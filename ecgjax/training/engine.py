@@ -350,8 +350,8 @@ class Ensemble:
                 None if dev.context is None else _pad_to(dev.context[start : start + chunk], chunk)
             )
             # data.tta_shift: the mean over rolled copies (a roll of 0 is the beat itself).
-            probs = sum(one_pass(jnp.roll(x, s, axis=1) if s else x, ctx) for s in shifts)
-            probs = probs / len(shifts)
+            passes = [one_pass(jnp.roll(x, s, axis=1) if s else x, ctx) for s in shifts]
+            probs = passes[0] if len(passes) == 1 else jnp.mean(jnp.stack(passes), axis=0)
             out.append(np.asarray(probs)[:, : min(chunk, n - start)])
         if not out:
             return np.zeros((len(self.seeds), 0, self.num_classes))
