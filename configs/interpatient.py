@@ -101,6 +101,11 @@ pseudo-beats of the file's prior (evaluation only; N Se -.027 and -.019, S +P -.
 on the seed-20 and seed-23 pools); ten times the weight decay (``optim.weight_decay=1e-3``:
 nothing beyond .01); sharpness-aware minimisation (``optim.sam_rho=0.05``: V Se +.008 [-.003,
 +.026], S +P +.012, S Se +.013, N Se +.000; no bar reached, twice the training time).
+Session 17, same protocol, left out with no test set looked at: SAM at twice the radius
+(``optim.sam_rho=0.1``: S Se +.021, S +P -.034 [-.064, -.013], V Se -.003); predicting with the
+moving average of the weights (``optim.weight_ema=0.999``: S +P -.113 [-.170, -.028], N Se
+-.012, S Se +.024); test-time augmentation over rolled beats (``data.tta_shift=2``, evaluation
+only, both seed sets: V Se -.011 and -.006, V +P +.017 and +.011, S +P -.016 and -.003).
 Two training changes, same protocol, also left out: class-balanced sampling with plain
 cross-entropy (V Se -.003, N Se +.058, S Se .819 -> .391) and a time-stretch augmentation about
 the R peak (``augment.stretch=0.15``: V Se +.008 [-.013, +.040], N Se +.046, S Se -.186),

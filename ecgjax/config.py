@@ -159,12 +159,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.grad_clip = 0.0  # 0 = off
     # Sharpness-aware minimisation (training.step.sam_point): each step's gradient is taken at
     # the weights moved this far along the normalised gradient (0: off; two passes per step).
-    # Off in the recipe: at 0.05 it cleared no bar on DS1 CV (report/journal.md, session 16).
+    # Off in the recipe: at 0.05 and 0.1 it cleared no bar on DS1 CV (report/journal.md,
+    # sessions 16 and 17).
     c.optim.sam_rho = 0.0
     # Weight averaging (training.step.weight_average): predictions, validation and checkpoints'
     # evaluations use an exponential moving average of the weights and batch-norm statistics
     # with this decay (0: off, the last weights; 0.999 weighs about the last 1,000 steps,
-    # bias-corrected so short runs average what they have).
+    # bias-corrected so short runs average what they have). Off in the recipe: at 0.999 it
+    # called more normal beats S on DS1 CV (S +P -.113; report/journal.md, session 17).
     c.optim.weight_ema = 0.0
 
     c.train = ml_collections.ConfigDict()
