@@ -80,6 +80,10 @@ def test_every_config_and_variant_is_valid(path: Path) -> None:
         ("train.select_metric", "auc", "macro_recall"),
         ("tune.scheduler", "median", "asha, hyperband"),
         ("data.channels", "beat,ecg", "unknown channel"),
+        ("optim.weight_ema", -0.1, "[0, 1)"),
+        ("optim.weight_ema", 1.0, "[0, 1)"),
+        ("data.tta_shift", -1, "[0, 96)"),
+        ("data.tta_shift", 96, "[0, 96)"),
     ],
 )
 def test_bad_values_name_the_key_and_the_allowed_values(key: str, value, allowed: str) -> None:
