@@ -109,8 +109,10 @@ only, both seed sets: V Se -.011 and -.006, V +P +.017 and +.011, S +P -.016 and
 half the width (``model.hidden=16``: V Se -.063 [-.123, -.012]). One and a half times the
 width (``model.hidden=48``) passed the rule on both seed sets at the edge of the S +P bar
 (+.021 and +.023, neither CI excluding 0; V Se -.005 and +.004, V +P -.000 and -.028); its
-test-set looks are decided in the journal and were not yet made when session 17 ended, so the
-recipe keeps width 32 until they are.
+test-set looks are decided in the journal. On DS1 -> DS2, paired with this recipe over records:
+S Se +.116 [+.011, +.140], S +P +.043, N Se -.003, V Se -.002, V +P -.031 [-.151, +.041].
+The DS2 -> DS1 look was not made when session 17 ended, so the recipe keeps width 32 until it
+is.
 Two training changes, same protocol, also left out: class-balanced sampling with plain
 cross-entropy (V Se -.003, N Se +.058, S Se .819 -> .391) and a time-stretch augmentation about
 the R peak (``augment.stretch=0.15``: V Se +.008 [-.013, +.040], N Se +.046, S Se -.186),
