@@ -14,6 +14,7 @@ folder, so a crash mid-save never leaves a half-written step that restore would 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -26,8 +27,6 @@ import orbax.checkpoint as ocp
 from ecgjax.errors import UserError
 from ecgjax.training.step import TrainState
 
-_FIELDS = ("step", "params", "batch_stats", "opt_state", "key")
-
 
 def _on_disk(state: Any) -> Any:
     """The tree Orbax writes for a state: its fields as a dict, the weight average
@@ -35,9 +34,9 @@ def _on_disk(state: Any) -> Any:
     checkpoints written before the option have, and both restore."""
     if not isinstance(state, TrainState):
         return state
-    tree = {name: getattr(state, name) for name in _FIELDS}
-    if state.average is not None:
-        tree["average"] = state.average
+    tree = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    if tree["average"] is None:
+        del tree["average"]
     return tree
 
 

@@ -222,8 +222,8 @@ def weight_average(average: Any, current: Any, step: Array, fns: StepFns) -> Any
     shifted data such as new patients is found to reward, at no extra gradient pass. The
     batch-norm running statistics are averaged alongside the weights they were collected with.
     """
-    if average is None or fns.weight_ema <= 0:
-        return average
+    if average is None:  # optim.weight_ema off: create_train_state made none
+        return None
     d = jnp.float32(fns.weight_ema)
     t = step.astype(jnp.float32)  # updates before this one
     # The debiased average's own recursion: a_n = b a_(n-1) + (1 - b) w_n, b = 0 at the first.
