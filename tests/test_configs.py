@@ -55,6 +55,7 @@ def test_the_recipe_adapts_batch_norm_to_normal_beats_except_in_real_time() -> N
     for variant, adapt in (("", "normal"), (":reverse", "normal"), (":reverse,causal", "none")):
         config = validate(load_config_file(f"{recipe}{variant}"))
         assert config.data.adapt_norm == adapt and config.model.norm == "batch"
+        assert config.model.hidden == 48  # wider than the :rr model's 32 (session 18)
 
 
 def test_sweep_full_variant_trains_whole_epochs() -> None:
