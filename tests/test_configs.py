@@ -50,7 +50,7 @@ def test_interpatient_variants_combine() -> None:
     assert (config.data.train_file, config.data.test_file) == ("mitbih_ds2.parq", "mitbih_ds1.parq")
 
 
-def test_the_recipe_adapts_batch_norm_to_normal_beats_except_in_real_time() -> None:
+def test_the_recipe_variants_keep_its_width_and_adapt_batch_norm_except_in_real_time() -> None:
     recipe = paths.PROJECT_ROOT / "configs" / "interpatient.py"
     for variant, adapt in (("", "normal"), (":reverse", "normal"), (":reverse,causal", "none")):
         config = validate(load_config_file(f"{recipe}{variant}"))
