@@ -81,6 +81,11 @@ def base_config() -> ml_collections.ConfigDict:
     # What a gated beat's S probability becomes: "to_n" (onto N) or "condition" (p / (1 - p(S))
     # over the other classes, so a beat whose runner-up was V becomes V).
     c.data.af_gate_mode = "to_n"
+    # Prematurity gate (ecgjax.scoring.af_gate), after the AF gate: AAMI's S class is premature
+    # by definition, so where a beat's previous RR interval is more than this times its record's
+    # mean interval (ratio_prev_record; the running mean with data.rr_causal), S is conditioned
+    # away (p / (1 - p(S))). 0 = off. Needs record and sample columns and whole records.
+    c.data.prematurity_gate = 0.0
     # Patient-adaptive batch norm (ecgjax.training.adapt, AdaBN): "record" predicts each record
     # with batch-norm statistics of its own beats instead of the training patients' running
     # ones, "normal" with those of its beats first called N (no labels; needs
@@ -259,6 +264,7 @@ PREDICTION_KEYS = (
     "data.af_gate",
     "data.af_gate_pwave",
     "data.af_gate_mode",
+    "data.prematurity_gate",
     "data.cluster_smoothing",
     "data.cluster_k",
     "data.tta_shift",

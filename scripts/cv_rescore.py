@@ -55,6 +55,12 @@ _MODE = flags.DEFINE_enum(
     list(MODES),
     "data.af_gate_mode for the new pool (a gated beat's S onto N, or conditioned away).",
 )
+_PREMATURITY = flags.DEFINE_float(
+    "prematurity_gate",
+    None,
+    "data.prematurity_gate for the new pool (S conditioned away where the previous RR interval "
+    "is more than this times the record's mean; 0 = off).",
+)
 _TTA = flags.DEFINE_integer(
     "tta_shift",
     None,
@@ -84,6 +90,7 @@ def main(argv: list[str]) -> None:
         "data.af_gate": _AF_GATE.value,
         "data.af_gate_pwave": _PWAVE.value,
         "data.af_gate_mode": _MODE.value,
+        "data.prematurity_gate": _PREMATURITY.value,
         "data.tta_shift": _TTA.value,
     }
     overrides = {key: value for key, value in given.items() if value is not None}
@@ -91,7 +98,8 @@ def main(argv: list[str]) -> None:
     if not overrides and epoch is None:
         raise app.UsageError(
             "nothing to change: give --epoch=last, --adapt_norm, --adapt_rounds, "
-            "--adapt_min_prob, --af_gate, --af_gate_pwave, --af_gate_mode or --tta_shift"
+            "--adapt_min_prob, --af_gate, --af_gate_pwave, --af_gate_mode, --prematurity_gate "
+            "or --tta_shift"
         )
     name = _NAME.value or cv_rescore.default_name(cv_dir, overrides, epoch)
     out_dir = paths.checkpoints_dir() / name

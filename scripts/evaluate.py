@@ -74,6 +74,14 @@ _AF_GATE_MODE = flags.DEFINE_enum(
     "Default: the checkpoint's data.af_gate_mode.",
 )
 
+_PREMATURITY = flags.DEFINE_float(
+    "prematurity_gate",
+    None,
+    "Condition S away where a beat's previous RR interval is more than this times its record's "
+    "mean (S is premature by definition; 0 = off; ecgjax/scoring/af_gate.py). Default: the "
+    "checkpoint's data.prematurity_gate.",
+)
+
 _ADAPT = flags.DEFINE_enum(
     "adapt_norm",
     None,
@@ -243,8 +251,10 @@ def main(argv: list[str]) -> None:
             loaded.config.data.af_gate_pwave = float(_AF_GATE_PWAVE.value)
         if _AF_GATE_MODE.value is not None:
             loaded.config.data.af_gate_mode = _AF_GATE_MODE.value
-        if _AF_GATE.value is not None or _AF_GATE_PWAVE.value is not None:
-            validate(loaded.config)  # the gate needs classes N and S; the threshold in [0, 1)
+        if _PREMATURITY.value is not None:
+            loaded.config.data.prematurity_gate = float(_PREMATURITY.value)
+        if any(f.value is not None for f in (_AF_GATE, _AF_GATE_PWAVE, _PREMATURITY)):
+            validate(loaded.config)  # the gates need classes N and S; thresholds in range
         if _ADAPT.value is not None:
             loaded.config.data.adapt_norm = _ADAPT.value
         if _ADAPT_ROUNDS.value is not None:
@@ -299,6 +309,11 @@ def main(argv: list[str]) -> None:
         where = "moved to N" if report["af_gate_mode"] == "to_n" else "conditioned away"
         console.print(
             f"AF gate: S {where} where the RR intervals look like atrial fibrillation{also}"
+        )
+    if report.get("prematurity_gate"):
+        console.print(
+            f"prematurity gate: S conditioned away where the previous RR interval is more than "
+            f"{report['prematurity_gate']:g} x the record's mean (not premature)"
         )
     if report["adapt_norm"] != "none":
         beats = "its own beats" if report["adapt_norm"] == "record" else "its beats called N"

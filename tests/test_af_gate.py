@@ -296,3 +296,81 @@ def test_training_refuses_the_gate_on_a_beat_level_test_split() -> None:
     with pytest.raises(data_lib.DataError, match=r"beat_level_test\.parq: .*shares 1 records"):
         run._whole_test_records(split)
     run._whole_test_records(data_lib.Splits(train, train, beats(["200"], "ds2.parq")))
+
+
+def _early_and_on_time(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sinus record (0.8 s) with every tenth beat 40% early; positions at 125 Hz."""
+    rng = np.random.default_rng(seed)
+    rr = _sinus(300, rng)
+    rr[9::10] *= 0.6
+    sample = _positions(rr, fs=125.0)
+    early = np.r_[False, rr < 0.7]  # beat i ends interval i - 1
+    return sample, np.full(len(sample), "r"), early
+
+
+def test_prematurity_gate_conditions_s_away_where_the_beat_is_not_early() -> None:
+    """S is premature by definition: S calls on on-time beats lose S (a V-leaning one becomes V,
+    not N), early beats keep theirs, and the AF gate's RR series is not involved."""
+    from ecgjax import data as data_lib
+    from ecgjax.data.rr import RR_FEATURES, rr_features
+    from ecgjax.training.run import postprocess
+
+    sample, record, early = _early_and_on_time(seed=8)
+    n = len(sample)
+    probs = np.tile(np.array([0.3, 0.5, 0.1, 0.05, 0.05], np.float32), (2, n, 1))  # all S
+    probs[:, 1::7] = [0.1, 0.5, 0.3, 0.05, 0.05]  # some with V as the runner-up
+    c = config_lib.base_config()
+    c.data.cluster_smoothing = 0.0
+    c.data.prematurity_gate = 0.9
+    x, y = np.zeros((n, 187), np.float32), np.zeros(n, np.int64)
+    split = data_lib.BeatData(x, y, 5, "p.parq", record, sample)
+    called = postprocess(c, split, probs).mean(0).argmax(-1)
+    np.testing.assert_array_equal(called == 1, early)
+    v_leaning = np.zeros(n, bool)
+    v_leaning[1::7] = True
+    np.testing.assert_array_equal(called[~early & v_leaning], 2)
+    np.testing.assert_array_equal(called[~early & ~v_leaning], 0)
+    ratio = rr_features(record, sample)[:, RR_FEATURES.index("ratio_prev_record")]
+    settings = af_gate.GateSettings(prematurity=0.9)
+    want = af_gate.gate_ensemble(probs, sample, record, NAMES, settings, "p", None, ratio)
+    np.testing.assert_allclose(postprocess(c, split, probs), want, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"p\.parq: data\.prematurity_gate needs each beat's rat"):
+        af_gate.gate_ensemble(probs, sample, record, NAMES, settings, "p.parq")
+    with pytest.raises(ValueError, match=r"data\.prematurity_gate needs each beat's record"):
+        af_gate.gate_ensemble(probs, None, record, NAMES, settings, "p.parq", None, ratio)
+    c.data.prematurity_gate = 0.0
+    np.testing.assert_array_equal(postprocess(c, split, probs), probs)
+
+
+def test_prematurity_gate_reads_the_running_mean_when_causal() -> None:
+    """With data.rr_causal the reference is the running mean of the intervals so far, as the
+    model's own RR features are: fast beats early in a record that slows down later are early
+    against the whole record's mean but on time against the running one."""
+    rr = np.r_[np.full(100, 0.6), np.full(100, 1.0)]
+    sample = _positions(rr, fs=125.0)
+    record = np.full(len(sample), "r")
+    probs = np.tile(np.array([0.3, 0.5, 0.1, 0.05, 0.05]), (len(sample), 1))
+    from ecgjax.training.run import apply_af_gate
+
+    x = np.zeros((len(sample), 187), np.float32)
+    for causal, kept in ((False, True), (True, False)):
+        data = config_lib.base_config().data
+        data.prematurity_gate, data.rr_causal = 0.9, causal
+        settings = af_gate.GateSettings.from_config(data)
+        assert settings.causal == causal and settings.active
+        out = apply_af_gate(settings, probs, x, record, sample, NAMES, "c.parq")
+        assert ((out[10:100].argmax(-1) == 1).all()) == kept, causal
+
+
+def test_prematurity_gate_config_is_checked() -> None:
+    c = config_lib.base_config()
+    c.data.prematurity_gate = 0.9
+    validate(c)  # bad values: tests/test_runs.py
+    c.data.max_train = 500  # a sample of the beats: their gaps are not RR intervals
+    with pytest.raises(ConfigError, match="every beat of each record"):
+        validate(c)
+    c.data.max_train = 0
+    c.data.num_classes = 2
+    c.data.class_names = ("N", "V")
+    with pytest.raises(ConfigError, match=r"data\.prematurity_gate takes S away"):
+        validate(c)

@@ -50,12 +50,15 @@ def test_interpatient_variants_combine() -> None:
     assert (config.data.train_file, config.data.test_file) == ("mitbih_ds2.parq", "mitbih_ds1.parq")
 
 
-def test_the_recipe_variants_keep_its_width_and_adapt_batch_norm_except_in_real_time() -> None:
+def test_the_recipe_variants_keep_its_width_and_whole_record_steps_except_in_real_time() -> None:
     recipe = paths.PROJECT_ROOT / "configs" / "interpatient.py"
-    for variant, adapt in (("", "normal"), (":reverse", "normal"), (":reverse,causal", "none")):
+    for variant, offline in (("", True), (":reverse", True), (":reverse,causal", False)):
         config = validate(load_config_file(f"{recipe}{variant}"))
-        assert config.data.adapt_norm == adapt and config.model.norm == "batch"
+        assert config.data.adapt_norm == ("normal" if offline else "none")
+        assert config.model.norm == "batch"
         assert config.model.hidden == 48  # wider than the :rr model's 32 (session 18)
+        assert config.data.af_gate == offline
+        assert config.data.prematurity_gate == (0.9 if offline else 0.0)  # session 19
 
 
 def test_sweep_full_variant_trains_whole_epochs() -> None:

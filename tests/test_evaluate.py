@@ -22,6 +22,7 @@ from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.data import inputs
+from ecgjax.data.rr import RR_FEATURES, rr_features
 from ecgjax.evaluation import evaluate
 from ecgjax.evaluation import patients as patients_lib
 from ecgjax.scoring import af_gate, clusters, decision
@@ -376,7 +377,16 @@ def test_af_gate_is_part_of_the_checkpoints_prediction(trained: tuple[Path, RunR
         run(patients=as_new, beats_in_file=len(test) + 1)
     report = run(patients=as_new)
     assert report["af_gate"] is True and report["af_gate_pwave"] == 0.5
-    assert report["af_gate_mode"] == "condition"
+    assert report["af_gate_mode"] == "condition" and report["prematurity_gate"] == 0.0
+    loaded.config.data.prematurity_gate = 0.9  # what --prematurity_gate=0.9 sets: it runs after
+    ratio = rr_features(test.record, test.sample)[:, RR_FEATURES.index("ratio_prev_record")]
+    late = ratio > 0.9
+    want = af_gate.gate(want, late, loaded.class_names, "condition")
+    np.testing.assert_allclose(evaluate.predict(loaded, test), want, rtol=1e-6)
+    assert run(patients=as_new)["prematurity_gate"] == 0.9
+    loaded.config.data.af_gate = False  # the prematurity gate alone needs whole records too
+    with pytest.raises(data_lib.DataError, match="shares records with the checkpoint's training"):
+        run()
 
 
 def test_decision_offsets_are_part_of_the_prediction_and_must_match_the_checkpoint(

@@ -25,7 +25,7 @@ from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.evaluation import evaluate as eval_lib
 from ecgjax.evaluation import plots as eval_plots
-from ecgjax.scoring import aami
+from ecgjax.scoring import aami, af_gate
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.training import checkpoint as ckpt
 from ecgjax.training.validate import validate
@@ -106,7 +106,7 @@ def load_candidates(
     out: list[Candidate] = []
     for ld, (_, spec) in zip(loaded, parsed, strict=True):
         patients = eval_lib.patients_of(ld, test)
-        if ld.config.data.af_gate:
+        if af_gate.GateSettings.from_config(ld.config.data).active:
             eval_lib.whole_records(test, patients, None)  # its RR intervals need whole records
         own = _inputs_for(ld, loaded[0], test, data_path)
         probs = eval_lib.predict(ld, own)

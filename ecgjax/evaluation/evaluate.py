@@ -256,7 +256,8 @@ def patients_of(loaded: Loaded, split: data_lib.BeatData) -> dict[str, Any]:
 def whole_records(
     split: data_lib.BeatData, patients: dict[str, Any], beats_in_file: int | None
 ) -> None:
-    """``data.af_gate`` needs every beat of each evaluated record (DataError otherwise): a file
+    """The rhythm gates (``data.af_gate``, ``data.prematurity_gate``) need every beat of each
+    evaluated record (DataError otherwise): a file
     sharing records with the checkpoint's training file, or a sample of it, is refused."""
     partial = None
     if patients["patients"] == patients_lib.SEEN:
@@ -298,7 +299,7 @@ def evaluate(
     names = loaded.class_names
     patients = patients if patients is not None else patients_of(loaded, split)
     gate = af_gate.GateSettings.from_config(loaded.config.data)
-    if gate.enabled:
+    if gate.active:
         whole_records(split, patients, beats_in_file)
     probs = predict(loaded, split)
     protocol = patients["protocol"]
@@ -326,6 +327,7 @@ def evaluate(
         "af_gate": gate.enabled,
         "af_gate_pwave": gate.pwave_max if gate.enabled else 0.0,
         "af_gate_mode": gate.mode if gate.enabled else None,
+        "prematurity_gate": gate.prematurity,
         "adapt_norm": str(loaded.config.data.adapt_norm),
         "adapt_rounds": int(loaded.config.data.adapt_rounds),
         "adapt_min_prob": float(loaded.config.data.adapt_min_prob),

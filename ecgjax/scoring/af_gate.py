@@ -40,6 +40,17 @@ alone: atrial premature beats the model does not call S stay in the series and m
 irregular, so a record with many of them is gated where its S calls are right (on DS1, 14-67
 of record 201's 128 S beats, depending on the pool; session 12). They have P waves, so the
 P-wave test spares most of them (3 of them lost on each of two pools; session 13).
+
+A second rhythm gate on S, the prematurity gate (``data.prematurity_gate`` > 0), runs after
+the AF gate: AAMI's S class (A, a, J, S) is *premature* by definition, so where a beat's
+interval to the previous beat is more than ``prematurity`` times the record's mean interval
+(the RR feature ``ratio_prev_record``, :mod:`ecgjax.data.rr`, computed by the caller; the
+running mean when ``data.rr_causal``), S is conditioned away (p / (1 - p(S)), so a V beat with
+some S mass stays V). A head that also learned to call S from morphology alone (rhythm
+dropout) calls S on normal beats that are not early; on DS1 pools 0.9 removed about 110 such
+calls for about 20 true S beats, mostly in runs of supraventricular tachycardia that pull the
+record's mean down (``report/journal.md``, session 19). Like the AF gate it needs every beat
+of each record.
 """
 
 from __future__ import annotations
@@ -73,11 +84,15 @@ MODES = ("to_n", "condition")  # what a flagged beat's S probability becomes (:f
 
 @dataclass(frozen=True)
 class GateSettings:
-    """What the gate does: config ``data.af_gate``, ``data.af_gate_pwave``, ``data.af_gate_mode``."""
+    """What the rhythm gates on S do: config ``data.af_gate``, ``data.af_gate_pwave``,
+    ``data.af_gate_mode`` (the AF gate), ``data.prematurity_gate`` and ``data.rr_causal`` (the
+    prematurity gate; module docstring)."""
 
-    enabled: bool = False
+    enabled: bool = False  # the AF gate
     pwave_max: float = 0.0  # > 0: the P-wave test too (module docstring)
     mode: str = "to_n"
+    prematurity: float = 0.0  # > 0: the prematurity gate's threshold on ratio_prev_record
+    causal: bool = False  # the prematurity gate reads the causal RR features
 
     @classmethod
     def from_config(cls, data: Any) -> GateSettings:
@@ -86,11 +101,18 @@ class GateSettings:
             bool(data.get("af_gate", False)),
             float(data.get("af_gate_pwave", 0.0)),
             str(data.get("af_gate_mode", "to_n")),
+            float(data.get("prematurity_gate", 0.0)),
+            bool(data.get("rr_causal", False)),
         )
 
     @property
     def uses_p_waves(self) -> bool:
         return self.enabled and self.pwave_max > 0
+
+    @property
+    def active(self) -> bool:
+        """Either gate is on (both need whole records with their beat positions)."""
+        return self.enabled or self.prematurity > 0
 
 
 OFF = GateSettings()
@@ -249,25 +271,54 @@ def gate_ensemble(
     settings: GateSettings,
     source: str = "the data",
     p_corr: np.ndarray | None = None,
+    prev_ratio: np.ndarray | None = None,
 ) -> np.ndarray:
-    """:func:`gate` for every seed of ``probs`` ``(S, N, C)`` (or one ``(N, C)``) when enabled.
+    """The rhythm gates for every seed of ``probs`` ``(S, N, C)`` (or one ``(N, C)``): the AF
+    gate (:func:`gate`, when enabled), then the prematurity gate (when ``settings.prematurity``
+    > 0: S conditioned away where ``prev_ratio``, each beat's ``ratio_prev_record``, exceeds it).
 
-    The intervals of the beats the ensemble (the seeds' mean) calls S, V or F are left out of
-    the detector's RR series (normal-to-normal intervals), so premature beats, atrial or
-    ventricular, are not taken for AF; the same beats are left out of the P-wave test
+    For the AF gate the intervals of the beats the ensemble (the seeds' mean) calls S, V or F
+    are left out of the detector's RR series (normal-to-normal intervals), so premature beats,
+    atrial or ventricular, are not taken for AF; the same beats are left out of the P-wave test
     (``p_corr``, needed when ``settings.uses_p_waves``; :func:`af_flags`).
 
     Raises:
-        ValueError: enabled, but the file has no record or sample column (named by ``source``).
+        ValueError: a gate is on, but the file has no record or sample column (named by
+            ``source``), or ``prev_ratio`` is missing or of the wrong length.
     """
-    if not settings.enabled:
+    if not settings.active:
         return probs
     if record is None or sample is None:
+        key = "data.af_gate" if settings.enabled else "data.prematurity_gate"
         raise ValueError(
-            f"{source}: data.af_gate needs each beat's record and sample position; "
+            f"{source}: {key} needs each beat's record and sample position; "
             "the file has no record or sample column"
         )
     names = list(class_names)
+    out = _af_gate_ensemble(probs, sample, record, names, settings, p_corr)
+    if settings.prematurity > 0:
+        if prev_ratio is None or len(prev_ratio) != probs.shape[-2]:
+            got = "none" if prev_ratio is None else f"{len(prev_ratio)} values"
+            raise ValueError(
+                f"{source}: data.prematurity_gate needs each beat's ratio_prev_record "
+                f"({probs.shape[-2]} values), got {got}"
+            )
+        late = np.asarray(prev_ratio) > settings.prematurity
+        out = gate(out, late, names, "condition").astype(probs.dtype)
+    return out
+
+
+def _af_gate_ensemble(
+    probs: np.ndarray,
+    sample: np.ndarray,
+    record: Sequence[str] | np.ndarray,
+    names: list[str],
+    settings: GateSettings,
+    p_corr: np.ndarray | None,
+) -> np.ndarray:
+    """The AF gate part of :func:`gate_ensemble` (``probs`` unchanged when it is off)."""
+    if not settings.enabled:
+        return probs
     mean = probs.mean(0) if probs.ndim == 3 else probs
     ectopic = np.isin(mean.argmax(-1), [names.index(c) for c in ECTOPIC if c in names])
     flags = af_flags(
@@ -281,7 +332,7 @@ def gate_ensemble(
 
 
 def require_whole_records(source: str, partial: str | None) -> None:
-    """Refuse the gate on a file that holds only part of its records' beats.
+    """Refuse the rhythm gates on a file that holds only part of its records' beats.
 
     The detector reads the interval between every pair of consecutive beats, so a beat-level
     split (each record's beats dealt over train and test) or a sample of a file (``--max_beats``)
@@ -292,7 +343,8 @@ def require_whole_records(source: str, partial: str | None) -> None:
     """
     if partial:
         raise ValueError(
-            f"{source}: data.af_gate reads the interval between consecutive beats of a record, "
-            f"but {partial}; evaluate whole records (an inter-patient file, all its beats) or "
-            "turn the gate off (--noaf_gate)"
+            f"{source}: the rhythm gates on S (data.af_gate, data.prematurity_gate) read the "
+            f"interval between consecutive beats of a record, but {partial}; evaluate whole "
+            "records (an inter-patient file, all its beats) or turn the gates off (--noaf_gate "
+            "--prematurity_gate=0)"
         )

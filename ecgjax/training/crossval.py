@@ -57,7 +57,8 @@ def pooled_probs(
     source: str = "the out-of-fold pool",
 ) -> np.ndarray:
     """The pool's ensemble probabilities after the recipe's post-processing, as evaluation
-    applies it (:func:`ecgjax.training.run.postprocess`): cluster smoothing, then the AF gate.
+    applies it (:func:`ecgjax.training.run.postprocess`): cluster smoothing, then the rhythm
+    gates on S (the AF gate, the prematurity gate).
 
     Raises:
         DataError: the gate is on but the pool has no beat positions (``oof.npz`` written before
@@ -66,9 +67,10 @@ def pooled_probs(
     probs = clusters.smooth_ensemble(
         arrays["probs"][None].astype(np.float64), arrays["x"], arrays["record"], names, smoothing, k
     )
-    if gate.enabled and "sample" not in arrays:
+    if gate.active and "sample" not in arrays:
         raise data_lib.DataError(
-            f"{source}: data.af_gate needs each beat's sample position, which this pool (written "
+            f"{source}: the rhythm gates (data.af_gate, data.prematurity_gate) need each beat's "
+            "sample position, which this pool (written "
             "before positions were kept) lacks; re-score it with scripts/cv_rescore.py"
         )
     try:

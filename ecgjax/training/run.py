@@ -22,6 +22,7 @@ from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.data import inputs
+from ecgjax.data.rr import RR_FEATURES, rr_features
 from ecgjax.scoring import af_gate, clusters
 from ecgjax.scoring import metrics as metrics_lib
 from ecgjax.training import checkpoint as ckpt
@@ -240,18 +241,23 @@ def apply_af_gate(
     names: list[str],
     source: str,
 ) -> np.ndarray:
-    """The AF gate on ``probs`` for these beats (a split's, or a CV pool's), with each beat's
-    P-wave correlation computed when the P-wave test is on.
+    """The rhythm gates on S (the AF gate, the prematurity gate) on ``probs`` for these beats
+    (a split's, or a CV pool's), with each beat's P-wave correlation computed when the P-wave
+    test is on and its ``ratio_prev_record`` when the prematurity gate is.
 
     Raises:
-        ValueError: the gate is on and a needed column is missing, or positions are bad.
+        ValueError: a gate is on and a needed column is missing, or positions are bad.
     """
-    if not settings.enabled:
+    if not settings.active:
         return probs
-    p_corr = None
-    if settings.uses_p_waves and record is not None and sample is not None:
-        p_corr = inputs.p_wave_correlations(x, record, sample)[:, 0]
-    return af_gate.gate_ensemble(probs, sample, record, names, settings, source, p_corr)
+    p_corr = prev_ratio = None
+    if record is not None and sample is not None:
+        if settings.uses_p_waves:
+            p_corr = inputs.p_wave_correlations(x, record, sample)[:, 0]
+        if settings.prematurity > 0:
+            rr = rr_features(record, sample, causal=settings.causal)
+            prev_ratio = rr[:, RR_FEATURES.index("ratio_prev_record")]
+    return af_gate.gate_ensemble(probs, sample, record, names, settings, source, p_corr, prev_ratio)
 
 
 def postprocess(
@@ -260,7 +266,8 @@ def postprocess(
     """The recipe's label-free post-processing of each seed's probabilities: the V/F evidence
     shared within the record's look-alike beats (``data.cluster_smoothing``,
     :mod:`ecgjax.scoring.clusters`), then S moved to N where the rhythm looks like atrial
-    fibrillation (``data.af_gate``, :mod:`ecgjax.scoring.af_gate`). Part of the prediction, so
+    fibrillation (``data.af_gate``) and conditioned away where the beat is not premature
+    (``data.prematurity_gate``; both :mod:`ecgjax.scoring.af_gate`). Part of the prediction, so
     every evaluation of the checkpoint (the run's test table, evaluate, compare) applies it here."""
     names = list(config.data.class_names)
     try:
@@ -300,7 +307,7 @@ def run_training(
     trial's after a PBT exploit); its learning rate and weight decay are replaced by this
     config's, which is how PBT's perturbed values take effect without recompiling.
     """
-    if evaluate_test and config.data.af_gate:
+    if evaluate_test and af_gate.GateSettings.from_config(config.data).active:
         _whole_test_records(splits)
     run = TrainingRun(
         config, splits, run_dir, resume=resume, checkpoints=checkpoints, restore_from=restore_from
@@ -316,8 +323,8 @@ def run_training(
 
 
 def _whole_test_records(splits: data_lib.Splits) -> None:
-    """``data.af_gate`` needs every beat of each test record: refuse a beat-level split before
-    training, not after it."""
+    """The rhythm gates (``data.af_gate``, ``data.prematurity_gate``) need every beat of each
+    test record: refuse a beat-level split before training, not after it."""
     test, train = splits.test, splits.train
     if test.record is None or train.record is None:
         return  # postprocess names the missing column

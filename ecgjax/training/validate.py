@@ -89,6 +89,10 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "data.cluster_smoothing": _unit(),
         "data.af_gate_mode": _one_of(af_gate.MODES),
         "data.cv_epoch": _one_of(("last", "best")),
+        "data.prematurity_gate": (
+            lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v >= 0,
+            "a number >= 0 (a multiple of the record's mean RR interval; 0 turns it off)",
+        ),
         "data.af_gate_pwave": (
             lambda v: isinstance(v, int | float) and 0 <= v < 1,
             "a number in [0, 1): 0 turns the P-wave test off",
@@ -253,6 +257,18 @@ def _cross_field(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config: data.af_gate moves S probability to N where the rhythm looks like atrial "
             f"fibrillation; data.class_names={names} needs both 'N' and 'S'"
+        )
+    if c.data.prematurity_gate > 0 and (c.data.max_eval > 0 or c.data.max_train > 0):
+        raise ConfigError(
+            f"config: data.prematurity_gate compares each beat's RR interval with its record's "
+            f"mean, so it needs every beat of each record; data.max_train={c.data.max_train} / "
+            f"data.max_eval={c.data.max_eval} take a sample (set them to 0, or "
+            "data.prematurity_gate=0)"
+        )
+    if c.data.prematurity_gate > 0 and "S" not in names:
+        raise ConfigError(
+            f"config: data.prematurity_gate takes S away from beats that are not premature; "
+            f"data.class_names={names} has no 'S'"
         )
     if c.model.bn_stats == "normal" and (c.model.norm != "batch" or "N" not in names):
         raise ConfigError(
