@@ -243,6 +243,15 @@ written before the looks (``report/journal.md``); this choice has seen both test
 ``causal`` (measured against the whole record's mean only) nor ``smoke``.
 ``evaluate.py --prematurity_gate=0`` turns it off.
 
+Also session 19, left out: a rhythm branch twice as wide (``model.rr_width=64``, seed-20 pool:
+S +P -.030 [-.079, +.022], V Se -.003, V +P +.020; no test set looked at), and a conduction
+gate after the prematurity gate (evaluation only; S conditioned away where the beat's QRS
+correlates with its record's median beat below 0.5, since a conducted S beat looks like the
+patient's own). The latter passed on DS1 (seeds 23-25: S +P +.044 [+.001, +.121], V Se +.011
+[+.002, +.037], V +P -.005) and on DS2 -> DS1 (S +P +.035, V Se +.014), but on DS1 -> DS2 its
+V +P fell by .005 with a CI excluding 0 (V Se +.004, S +P +.004), which its rule, written before
+the looks, did not allow; it has seen both test sets.
+
 Training longer (``--config.train.epochs=10``, 400 steps each; 614 s for 5 seeds) passed its
 DS1 rule in session 12 (4-fold CV, 3 seeds per fold, rhythm-aware folds: V Se .852 -> .870,
 +.018 [-.008, +.056]; N Se -.005, S +P +.012, V +P -.020) and was looked at on both test sets,
