@@ -227,7 +227,7 @@ def test_p_regions_are_cut_before_the_r_peak() -> None:
     assert np.isnan(regions[2]).all()  # 200 samples after the previous R: out of its window
 
 
-def test_config_needs_n_and_s() -> None:
+def test_af_gate_settings_are_checked() -> None:
     c = config_lib.base_config()
     c.data.af_gate = True
     validate(c)
@@ -241,13 +241,29 @@ def test_config_needs_n_and_s() -> None:
         validate(c)
     c.data.af_gate_mode = "condition"
     validate(c)
-    c.data.max_eval = 200  # a sample of the beats: their gaps are not RR intervals
-    with pytest.raises(ConfigError, match="every beat of each record"):
-        validate(c)
-    c.data.max_eval = 0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("af_gate", True, r"data\.af_gate moves S probability"),
+        ("prematurity_gate", 0.9, r"data\.prematurity_gate takes S away"),  # bad values: test_runs
+    ],
+)
+def test_the_rhythm_gates_need_whole_records_and_an_s_class(
+    key: str, value: object, needle: str
+) -> None:
+    c = config_lib.base_config()
+    c.data[key] = value
+    validate(c)
+    for sample in ("max_train", "max_eval"):  # a sample of the beats: gaps are not RR intervals
+        c.data[sample] = 200
+        with pytest.raises(ConfigError, match=f"data\\.{key} .*every beat of each record"):
+            validate(c)
+        c.data[sample] = 0
     c.data.num_classes = 2
     c.data.class_names = ("N", "V")
-    with pytest.raises(ConfigError, match=r"data\.af_gate"):
+    with pytest.raises(ConfigError, match=needle):
         validate(c)
 
 
@@ -360,17 +376,3 @@ def test_prematurity_gate_reads_the_running_mean_when_causal() -> None:
         assert settings.causal == causal and settings.active
         out = apply_af_gate(settings, probs, x, record, sample, NAMES, "c.parq")
         assert ((out[10:100].argmax(-1) == 1).all()) == kept, causal
-
-
-def test_prematurity_gate_config_is_checked() -> None:
-    c = config_lib.base_config()
-    c.data.prematurity_gate = 0.9
-    validate(c)  # bad values: tests/test_runs.py
-    c.data.max_train = 500  # a sample of the beats: their gaps are not RR intervals
-    with pytest.raises(ConfigError, match="every beat of each record"):
-        validate(c)
-    c.data.max_train = 0
-    c.data.num_classes = 2
-    c.data.class_names = ("N", "V")
-    with pytest.raises(ConfigError, match=r"data\.prematurity_gate takes S away"):
-        validate(c)
