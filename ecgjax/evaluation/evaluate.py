@@ -257,8 +257,8 @@ def whole_records(
     split: data_lib.BeatData, patients: dict[str, Any], beats_in_file: int | None
 ) -> None:
     """The rhythm gates (``data.af_gate``, ``data.prematurity_gate``) need every beat of each
-    evaluated record (DataError otherwise): a file
-    sharing records with the checkpoint's training file, or a sample of it, is refused."""
+    evaluated record (DataError otherwise): a file sharing records with the checkpoint's
+    training file, or a sample of it, is refused."""
     partial = None
     if patients["patients"] == patients_lib.SEEN:
         partial = "it shares records with the checkpoint's training file (a beat-level split)"

@@ -70,8 +70,8 @@ def pooled_probs(
     if gate.active and "sample" not in arrays:
         raise data_lib.DataError(
             f"{source}: the rhythm gates (data.af_gate, data.prematurity_gate) need each beat's "
-            "sample position, which this pool (written "
-            "before positions were kept) lacks; re-score it with scripts/cv_rescore.py"
+            "sample position, which this pool (written before positions were kept) lacks; "
+            "re-score it with scripts/cv_rescore.py"
         )
     try:
         sample = arrays.get("sample")
