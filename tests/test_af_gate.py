@@ -256,6 +256,8 @@ def test_the_rhythm_gates_need_whole_records_and_an_s_class(
     c = config_lib.base_config()
     c.data[key] = value
     validate(c)
+    spec = f"{key}={value}"  # a prediction-time setting: compare.py A@key=value, cv_rescore.py
+    assert config_lib.prediction_overrides(c, spec) == {f"data.{key}": value}
     for sample in ("max_train", "max_eval"):  # a sample of the beats: gaps are not RR intervals
         c.data[sample] = 200
         with pytest.raises(ConfigError, match=f"data\\.{key} .*every beat of each record"):
