@@ -250,7 +250,9 @@ correlates with its record's median beat below 0.5, since a conducted S beat loo
 patient's own). The latter passed on DS1 (seeds 23-25: S +P +.044 [+.001, +.121], V Se +.011
 [+.002, +.037], V +P -.005) and on DS2 -> DS1 (S +P +.035, V Se +.014), but on DS1 -> DS2 its
 V +P fell by .005 with a CI excluding 0 (V Se +.004, S +P +.004), which its rule, written before
-the looks, did not allow; it has seen both test sets.
+the looks, did not allow; it has seen both test sets. More rhythm dropout
+(``model.rr_rhythm_dropout=0.5``, seed-20 pool, both sides with the prematurity gate: S +P
+-.052 [-.096, -.001], V Se -.004, S Se +.008) was left out too, no test set looked at.
 
 Training longer (``--config.train.epochs=10``, 400 steps each; 614 s for 5 seeds) passed its
 DS1 rule in session 12 (4-fold CV, 3 seeds per fold, rhythm-aware folds: V Se .852 -> .870,
