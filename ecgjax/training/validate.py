@@ -247,23 +247,18 @@ def _cross_field(c: ml_collections.ConfigDict) -> None:
             "config: data.p_wave_features compares each beat's P wave with its neighbours' ahead "
             "and its whole record's, so it is not causal; it cannot go with data.rr_causal"
         )
-    if c.data.af_gate and (c.data.max_eval > 0 or c.data.max_train > 0):
-        raise ConfigError(
-            f"config: data.af_gate reads the RR intervals between consecutive beats, so it needs "
-            f"every beat of each record; data.max_train={c.data.max_train} / "
-            f"data.max_eval={c.data.max_eval} take a sample (set them to 0, or data.af_gate=False)"
-        )
+    for gate, off in (("af_gate", "False"), ("prematurity_gate", "0")):  # the rhythm gates on S
+        if c.data[gate] and (c.data.max_eval > 0 or c.data.max_train > 0):
+            raise ConfigError(
+                f"config: data.{gate} reads the RR intervals between consecutive beats, so it "
+                f"needs every beat of each record; data.max_train={c.data.max_train} / "
+                f"data.max_eval={c.data.max_eval} take a sample (set them to 0, or "
+                f"data.{gate}={off})"
+            )
     if c.data.af_gate and not {"N", "S"} <= set(names):
         raise ConfigError(
             f"config: data.af_gate moves S probability to N where the rhythm looks like atrial "
             f"fibrillation; data.class_names={names} needs both 'N' and 'S'"
-        )
-    if c.data.prematurity_gate > 0 and (c.data.max_eval > 0 or c.data.max_train > 0):
-        raise ConfigError(
-            f"config: data.prematurity_gate compares each beat's RR interval with its record's "
-            f"mean, so it needs every beat of each record; data.max_train={c.data.max_train} / "
-            f"data.max_eval={c.data.max_eval} take a sample (set them to 0, or "
-            "data.prematurity_gate=0)"
         )
     if c.data.prematurity_gate > 0 and "S" not in names:
         raise ConfigError(
