@@ -86,6 +86,11 @@ def base_config() -> ml_collections.ConfigDict:
     # mean interval (ratio_prev_record; the running mean with data.rr_causal), S is conditioned
     # away (p / (1 - p(S))). 0 = off. Needs record and sample columns and whole records.
     c.data.prematurity_gate = 0.0
+    # Cluster-shared S/V split (ecgjax.scoring.clusters.split_ectopic), after the gates: each
+    # beat keeps p(S) + p(V) and its V share moves this fraction of the way to its QRS-shape
+    # cluster's (data.cluster_k clusters per record), since S and V share the rhythm cue and
+    # differ in shape. 0 = off; needs a record column.
+    c.data.sv_split = 0.0
     # Patient-adaptive batch norm (ecgjax.training.adapt, AdaBN): "record" predicts each record
     # with batch-norm statistics of its own beats instead of the training patients' running
     # ones, "normal" with those of its beats first called N (no labels; needs
@@ -265,6 +270,7 @@ PREDICTION_KEYS = (
     "data.af_gate_pwave",
     "data.af_gate_mode",
     "data.prematurity_gate",
+    "data.sv_split",
     "data.cluster_smoothing",
     "data.cluster_k",
     "data.tta_shift",

@@ -61,6 +61,12 @@ _PREMATURITY = flags.DEFINE_float(
     "data.prematurity_gate for the new pool (S conditioned away where the previous RR interval "
     "is more than this times the record's mean; 0 = off).",
 )
+_SV_SPLIT = flags.DEFINE_float(
+    "sv_split",
+    None,
+    "data.sv_split for the new pool (each beat's split between S and V moved this fraction of "
+    "the way to its QRS-shape cluster's; 0 = off).",
+)
 _TTA = flags.DEFINE_integer(
     "tta_shift",
     None,
@@ -91,6 +97,7 @@ def main(argv: list[str]) -> None:
         "data.af_gate_pwave": _PWAVE.value,
         "data.af_gate_mode": _MODE.value,
         "data.prematurity_gate": _PREMATURITY.value,
+        "data.sv_split": _SV_SPLIT.value,
         "data.tta_shift": _TTA.value,
     }
     overrides = {key: value for key, value in given.items() if value is not None}
@@ -98,8 +105,8 @@ def main(argv: list[str]) -> None:
     if not overrides and epoch is None:
         raise app.UsageError(
             "nothing to change: give --epoch=last, --adapt_norm, --adapt_rounds, "
-            "--adapt_min_prob, --af_gate, --af_gate_pwave, --af_gate_mode, --prematurity_gate "
-            "or --tta_shift"
+            "--adapt_min_prob, --af_gate, --af_gate_pwave, --af_gate_mode, --prematurity_gate, "
+            "--sv_split or --tta_shift"
         )
     name = _NAME.value or cv_rescore.default_name(cv_dir, overrides, epoch)
     out_dir = paths.checkpoints_dir() / name

@@ -82,6 +82,14 @@ _PREMATURITY = flags.DEFINE_float(
     "checkpoint's data.prematurity_gate.",
 )
 
+_SV_SPLIT = flags.DEFINE_float(
+    "sv_split",
+    None,
+    "Move each beat's split of p(S) + p(V) this fraction of the way to its QRS-shape cluster's "
+    "(S and V share the rhythm cue and differ in shape; 0 = off; ecgjax/scoring/clusters.py). "
+    "Default: the checkpoint's data.sv_split.",
+)
+
 _ADAPT = flags.DEFINE_enum(
     "adapt_norm",
     None,
@@ -253,8 +261,10 @@ def main(argv: list[str]) -> None:
             loaded.config.data.af_gate_mode = _AF_GATE_MODE.value
         if _PREMATURITY.value is not None:
             loaded.config.data.prematurity_gate = float(_PREMATURITY.value)
-        if any(f.value is not None for f in (_AF_GATE, _AF_GATE_PWAVE, _PREMATURITY)):
-            validate(loaded.config)  # the gates need classes N and S; thresholds in range
+        if _SV_SPLIT.value is not None:
+            loaded.config.data.sv_split = float(_SV_SPLIT.value)
+        if any(f.value is not None for f in (_AF_GATE, _AF_GATE_PWAVE, _PREMATURITY, _SV_SPLIT)):
+            validate(loaded.config)  # the gates need classes N and S; values in range
         if _ADAPT.value is not None:
             loaded.config.data.adapt_norm = _ADAPT.value
         if _ADAPT_ROUNDS.value is not None:
@@ -314,6 +324,11 @@ def main(argv: list[str]) -> None:
         console.print(
             f"prematurity gate: S conditioned away where the previous RR interval is more than "
             f"{report['prematurity_gate']:g} x the record's mean (not premature)"
+        )
+    if report.get("sv_split"):
+        console.print(
+            f"S/V split: each beat's split between S and V moved {report['sv_split']:g} of the "
+            "way to its QRS-shape cluster's"
         )
     if report["adapt_norm"] != "none":
         beats = "its own beats" if report["adapt_norm"] == "record" else "its beats called N"

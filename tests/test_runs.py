@@ -85,6 +85,7 @@ def test_every_config_and_variant_is_valid(path: Path) -> None:
         ("data.tta_shift", -1, "[0, 96)"),
         ("data.tta_shift", 96, "[0, 96)"),
         ("data.prematurity_gate", -0.5, "a number >= 0"),
+        ("data.sv_split", 1.5, "a number in [0, 1]"),
     ],
 )
 def test_bad_values_name_the_key_and_the_allowed_values(key: str, value, allowed: str) -> None:

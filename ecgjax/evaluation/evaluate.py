@@ -328,6 +328,7 @@ def evaluate(
         "af_gate_pwave": gate.pwave_max if gate.enabled else 0.0,
         "af_gate_mode": gate.mode if gate.enabled else None,
         "prematurity_gate": gate.prematurity,
+        "sv_split": float(loaded.config.data.get("sv_split", 0.0)),
         "adapt_norm": str(loaded.config.data.adapt_norm),
         "adapt_rounds": int(loaded.config.data.adapt_rounds),
         "adapt_min_prob": float(loaded.config.data.adapt_min_prob),

@@ -11,7 +11,9 @@ samples after the R peak, where the prepared beats start; PCA to ``components`` 
 k-means with ``k`` clusters, deterministic initialisation) and moves each beat's V and F
 probabilities towards its cluster's mean by ``strength`` (0 = off, 1 = the cluster mean).
 The other classes keep their proportions and take up the rest of the mass, so S (defined by
-timing, not shape) is never pooled across a cluster. Labels are never used: it can run on a
+timing, not shape) is never pooled across a cluster. :func:`split_ectopic` (``data.sv_split``)
+uses the same clusters the other way round: it keeps each beat's ectopic mass p(S) + p(V) and
+shares only its split between S and V, which is a question of shape. Labels are never used: it can run on a
 new patient's record as it is evaluated, and be chosen on training patients (out-of-fold).
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 MORPHOLOGY_CLASSES = ("V", "F")  # AAMI classes defined by beat shape rather than timing
+ECTOPIC_CLASSES = ("S", "V")  # both come early; shape tells them apart (split_ectopic)
 
 
 def _kmeans(z: np.ndarray, k: int, iterations: int = 20) -> np.ndarray:
@@ -118,6 +121,55 @@ def smooth(
     return out
 
 
+def split_ectopic(
+    probs: np.ndarray,
+    clusters: np.ndarray,
+    class_names: Sequence[str],
+    strength: float,
+) -> np.ndarray:
+    """Move each beat's split of its ectopic mass between S and V towards its cluster's split.
+
+    Why: S and V share the rhythm cue (both come early), so a premature ventricular beat of an
+    unusual shape can be called S on rhythm alone; what tells the two apart is shape, and a
+    patient's ectopic beats repeat the same few shapes. Each beat keeps ``p(S) + p(V)``; its V
+    share ``p(V) / (p(S) + p(V))`` moves ``strength`` of the way to its cluster's (the sum of
+    ``p(V)`` over the sum of ``p(S) + p(V)`` of the cluster's beats). N, F and Q are untouched,
+    so a beat's normal-versus-ectopic decision never changes, only which ectopic class.
+    Without S or V in ``class_names`` it returns ``probs`` unchanged.
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"data.sv_split must be in [0, 1], got {strength}")
+    probs = np.asarray(probs, dtype=np.float64)
+    if strength == 0.0 or not set(ECTOPIC_CLASSES) <= set(class_names):
+        return probs
+    s, v = (list(class_names).index(c) for c in ECTOPIC_CLASSES)
+    ectopic = probs[:, s] + probs[:, v]
+    ids, member = np.unique(clusters, return_inverse=True)
+    v_mass, mass = np.zeros(len(ids)), np.zeros(len(ids))
+    np.add.at(v_mass, member, probs[:, v])
+    np.add.at(mass, member, ectopic)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        own = np.where(ectopic > 0, probs[:, v] / ectopic, 0.0)
+        shared = np.where(mass > 0, v_mass / mass, 0.0)[member]
+    share = (1.0 - strength) * own + strength * shared
+    out = probs.copy()
+    out[:, v] = ectopic * share
+    out[:, s] = ectopic - out[:, v]
+    return out
+
+
+def ensemble_clusters(
+    x: np.ndarray, record: Sequence[str] | np.ndarray | None, k: int, source: str, key: str
+) -> np.ndarray:
+    """:func:`record_clusters` of a split's beats, or a ValueError naming ``key`` and
+    ``source`` where the file has no record column."""
+    if record is None:
+        raise ValueError(
+            f"{source}: {key} needs the record of each beat; the file has no record column"
+        )
+    return record_clusters(x, record, k=k)
+
+
 def smooth_ensemble(
     probs: np.ndarray,
     x: np.ndarray,
@@ -130,10 +182,24 @@ def smooth_ensemble(
     """:func:`smooth` for each seed of ``probs`` ``(S, N, C)``, clustering ``x`` once."""
     if strength == 0.0:
         return probs
-    if record is None:
-        raise ValueError(
-            f"{source}: data.cluster_smoothing needs the record of each beat; "
-            "the file has no record column"
-        )
-    ids = record_clusters(x, record, k=k)
+    ids = ensemble_clusters(x, record, k, source, "data.cluster_smoothing")
     return np.stack([smooth(p, ids, class_names, strength) for p in probs]).astype(probs.dtype)
+
+
+def split_ensemble(
+    probs: np.ndarray,
+    x: np.ndarray,
+    record: Sequence[str] | np.ndarray | None,
+    class_names: Sequence[str],
+    strength: float,
+    k: int,
+    source: str = "the data",
+) -> np.ndarray:
+    """:func:`split_ectopic` for each seed of ``probs`` ``(S, N, C)``, clustering ``x`` once
+    (the same clusters as :func:`smooth_ensemble` with the same ``k``)."""
+    if strength == 0.0:
+        return probs
+    ids = ensemble_clusters(x, record, k, source, "data.sv_split")
+    return np.stack([split_ectopic(p, ids, class_names, strength) for p in probs]).astype(
+        probs.dtype
+    )

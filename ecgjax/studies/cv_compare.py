@@ -68,7 +68,8 @@ def smoothed_pool(cv_dir: Path, smoothing: float | None = None, k: int | None = 
     k = int(config.data.cluster_k if k is None else k)
     arrays = dict(oof) | {"record": record}
     gate = GateSettings.from_config(config.data)
-    probs = pooled_probs(arrays, names, strength, k, gate, str(cv_dir))
+    sv_split = float(config.data.get("sv_split", 0.0))
+    probs = pooled_probs(arrays, names, strength, k, gate, str(cv_dir), sv_split)
     return Pool(
         json.loads(cv_path.read_text()),
         names,

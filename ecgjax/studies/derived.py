@@ -69,6 +69,7 @@ def write(
         float(data.cluster_smoothing),
         int(data.cluster_k),
         GateSettings.from_config(data),
+        float(data.get("sv_split", 0.0)),
     )
     summary = cv | made | {"out_of_fold": report}
     out_dir.mkdir(parents=True, exist_ok=True)

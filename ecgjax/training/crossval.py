@@ -55,10 +55,11 @@ def pooled_probs(
     k: int = 8,
     gate: af_gate_lib.GateSettings = af_gate_lib.OFF,
     source: str = "the out-of-fold pool",
+    sv_split: float = 0.0,
 ) -> np.ndarray:
     """The pool's ensemble probabilities after the recipe's post-processing, as evaluation
     applies it (:func:`ecgjax.training.run.postprocess`): cluster smoothing, then the rhythm
-    gates on S (the AF gate, the prematurity gate).
+    gates on S (the AF gate, the prematurity gate), then the cluster-shared S/V split.
 
     Raises:
         DataError: the gate is on but the pool has no beat positions (``oof.npz`` written before
@@ -75,7 +76,11 @@ def pooled_probs(
         )
     try:
         sample = arrays.get("sample")
-        return apply_af_gate(gate, probs, arrays["x"], arrays["record"], sample, names, source)[0]
+        gated = apply_af_gate(gate, probs, arrays["x"], arrays["record"], sample, names, source)
+        split = clusters.split_ensemble(
+            gated, arrays["x"], arrays["record"], names, sv_split, k, source
+        )
+        return split[0]
     except ValueError as err:
         raise data_lib.DataError(str(err)) from None
 
@@ -86,6 +91,7 @@ def pool_out_of_fold(
     smoothing: float = 0.0,
     k: int = 8,
     gate: af_gate_lib.GateSettings = af_gate_lib.OFF,
+    sv_split: float = 0.0,
 ) -> dict[str, Any]:
     """AAMI statistics of every training record predicted once, by the fold that held it out.
 
@@ -95,7 +101,7 @@ def pool_out_of_fold(
     the config's post-processing, as evaluation would apply it); the training patients only,
     so it is fit for selection.
     """
-    probs = pooled_probs(arrays, names, smoothing, k, gate)
+    probs = pooled_probs(arrays, names, smoothing, k, gate, sv_split=sv_split)
     protocol = (
         "inter-patient (out-of-fold: each training record predicted by a model that never saw it)"
     )
@@ -232,6 +238,7 @@ def train_cv(
             float(config.data.cluster_smoothing),
             int(config.data.cluster_k),
             af_gate_lib.GateSettings.from_config(config.data),
+            float(config.data.sv_split),
         )
     if out.out_of_fold is not None:
         tracker.log_metrics(

@@ -267,7 +267,8 @@ def postprocess(
     shared within the record's look-alike beats (``data.cluster_smoothing``,
     :mod:`ecgjax.scoring.clusters`), then S moved to N where the rhythm looks like atrial
     fibrillation (``data.af_gate``) and conditioned away where the beat is not premature
-    (``data.prematurity_gate``; both :mod:`ecgjax.scoring.af_gate`). Part of the prediction, so
+    (``data.prematurity_gate``; both :mod:`ecgjax.scoring.af_gate`), then each beat's split
+    between S and V moved towards its cluster's (``data.sv_split``). Part of the prediction, so
     every evaluation of the checkpoint (the run's test table, evaluate, compare) applies it here."""
     names = list(config.data.class_names)
     try:
@@ -281,7 +282,16 @@ def postprocess(
             split.source,
         )
         gate = af_gate.GateSettings.from_config(config.data)
-        return apply_af_gate(gate, probs, split.x, split.record, split.sample, names, split.source)
+        probs = apply_af_gate(gate, probs, split.x, split.record, split.sample, names, split.source)
+        return clusters.split_ensemble(
+            probs,
+            split.x,
+            split.record,
+            names,
+            float(config.data.get("sv_split", 0.0)),
+            int(config.data.cluster_k),
+            split.source,
+        )
     except ValueError as err:
         raise data_lib.DataError(str(err)) from None
 

@@ -87,6 +87,7 @@ def _rules(c: ml_collections.ConfigDict) -> dict[str, tuple[Callable[[Any], bool
         "data.num_classes": _at_least(2),
         "data.val_fraction": _open_unit(),
         "data.cluster_smoothing": _unit(),
+        "data.sv_split": _unit(),
         "data.af_gate_mode": _one_of(af_gate.MODES),
         "data.cv_epoch": _one_of(("last", "best")),
         "data.prematurity_gate": (
@@ -264,6 +265,11 @@ def _cross_field(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config: data.prematurity_gate takes S away from beats that are not premature; "
             f"data.class_names={names} has no 'S'"
+        )
+    if c.data.sv_split > 0 and not {"S", "V"} <= set(names):
+        raise ConfigError(
+            f"config: data.sv_split moves each beat's split between S and V towards its "
+            f"cluster's; data.class_names={names} needs both 'S' and 'V'"
         )
     if c.model.bn_stats == "normal" and (c.model.norm != "batch" or "N" not in names):
         raise ConfigError(
