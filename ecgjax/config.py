@@ -89,7 +89,8 @@ def base_config() -> ml_collections.ConfigDict:
     # Cluster-shared S/V split (ecgjax.scoring.clusters.split_ectopic), after the gates: each
     # beat keeps p(S) + p(V) and its V share moves this fraction of the way to its QRS-shape
     # cluster's (data.cluster_k clusters per record), since S and V share the rhythm cue and
-    # differ in shape. 0 = off; needs a record column.
+    # differ in shape. 0 = off; needs a record column. Tried at 0.5 in session 20 and left out
+    # (configs/interpatient.py: S Se -.036 on DS2 -> DS1).
     c.data.sv_split = 0.0
     # Patient-adaptive batch norm (ecgjax.training.adapt, AdaBN): "record" predicts each record
     # with batch-norm statistics of its own beats instead of the training patients' running

@@ -133,9 +133,10 @@ def split_ectopic(
     unusual shape can be called S on rhythm alone; what tells the two apart is shape, and a
     patient's ectopic beats repeat the same few shapes. Each beat keeps ``p(S) + p(V)``; its V
     share ``p(V) / (p(S) + p(V))`` moves ``strength`` of the way to its cluster's (the sum of
-    ``p(V)`` over the sum of ``p(S) + p(V)`` of the cluster's beats). N, F and Q are untouched,
-    so a beat's normal-versus-ectopic decision never changes, only which ectopic class.
-    Without S or V in ``class_names`` it returns ``probs`` unchanged.
+    ``p(V)`` over the sum of ``p(S) + p(V)`` of the cluster's beats). N, F and Q keep their
+    probabilities, but the argmax can still move to N: an S call whose S share goes to V may
+    leave neither ectopic class above N (on DS2 -> DS1, 47 calls did, most of them true S in
+    record 209). Without S or V in ``class_names`` it returns ``probs`` unchanged.
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"data.sv_split must be in [0, 1], got {strength}")
