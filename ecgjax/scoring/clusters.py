@@ -19,7 +19,8 @@ new patient's record as it is evaluated, and be chosen on training patients (out
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -171,7 +172,9 @@ def ensemble_clusters(
     return record_clusters(x, record, k=k)
 
 
-def smooth_ensemble(
+def each_seed(
+    step: Callable[[np.ndarray, np.ndarray, Sequence[str], float], np.ndarray],
+    key: str,
     probs: np.ndarray,
     x: np.ndarray,
     record: Sequence[str] | np.ndarray | None,
@@ -180,27 +183,16 @@ def smooth_ensemble(
     k: int,
     source: str = "the data",
 ) -> np.ndarray:
-    """:func:`smooth` for each seed of ``probs`` ``(S, N, C)``, clustering ``x`` once."""
+    """``step`` (:func:`smooth` or :func:`split_ectopic`) for each seed of ``probs``
+    ``(S, N, C)``, clustering ``x`` once; ``key`` names the setting in the error where the file
+    has no record column."""
     if strength == 0.0:
         return probs
-    ids = ensemble_clusters(x, record, k, source, "data.cluster_smoothing")
-    return np.stack([smooth(p, ids, class_names, strength) for p in probs]).astype(probs.dtype)
+    ids = ensemble_clusters(x, record, k, source, key)
+    return np.stack([step(p, ids, class_names, strength) for p in probs]).astype(probs.dtype)
 
 
-def split_ensemble(
-    probs: np.ndarray,
-    x: np.ndarray,
-    record: Sequence[str] | np.ndarray | None,
-    class_names: Sequence[str],
-    strength: float,
-    k: int,
-    source: str = "the data",
-) -> np.ndarray:
-    """:func:`split_ectopic` for each seed of ``probs`` ``(S, N, C)``, clustering ``x`` once
-    (the same clusters as :func:`smooth_ensemble` with the same ``k``)."""
-    if strength == 0.0:
-        return probs
-    ids = ensemble_clusters(x, record, k, source, "data.sv_split")
-    return np.stack([split_ectopic(p, ids, class_names, strength) for p in probs]).astype(
-        probs.dtype
-    )
+# The V/F smoothing (data.cluster_smoothing) and the S/V split (data.sv_split) per seed; both
+# cluster with the same k-means, so the same k gives the same clusters.
+smooth_ensemble = functools.partial(each_seed, smooth, "data.cluster_smoothing")
+split_ensemble = functools.partial(each_seed, split_ectopic, "data.sv_split")
