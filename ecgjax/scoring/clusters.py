@@ -182,13 +182,15 @@ def each_seed(
     strength: float,
     k: int,
     source: str = "the data",
+    ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """``step`` (:func:`smooth` or :func:`split_ectopic`) for each seed of ``probs``
-    ``(S, N, C)``, clustering ``x`` once; ``key`` names the setting in the error where the file
-    has no record column."""
+    ``(S, N, C)``, clustering ``x`` once (or using ``ids``, clusters already made with this
+    ``k``); ``key`` names the setting in the error where the file has no record column."""
     if strength == 0.0:
         return probs
-    ids = ensemble_clusters(x, record, k, source, key)
+    if ids is None:
+        ids = ensemble_clusters(x, record, k, source, key)
     return np.stack([step(p, ids, class_names, strength) for p in probs]).astype(probs.dtype)
 
 

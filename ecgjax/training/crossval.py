@@ -28,13 +28,13 @@ from ecgjax import config as config_lib
 from ecgjax import data as data_lib
 from ecgjax import paths
 from ecgjax.data import folds
-from ecgjax.scoring import aami, aami_tables, clusters
+from ecgjax.scoring import aami, aami_tables
 from ecgjax.scoring import af_gate as af_gate_lib
 from ecgjax.tracking import Tracker, process_tags
 from ecgjax.training import rundir
 from ecgjax.training.checkpoint import write_atomic, write_json_atomic
 from ecgjax.training.experiment import console, train_run
-from ecgjax.training.run import RunResult, apply_af_gate
+from ecgjax.training.run import RunResult, label_free_steps
 
 
 @dataclass
@@ -65,9 +65,6 @@ def pooled_probs(
         DataError: the gate is on but the pool has no beat positions (``oof.npz`` written before
             they were kept; ``scripts/cv_rescore.py`` writes a pool with them).
     """
-    probs = clusters.smooth_ensemble(
-        arrays["probs"][None].astype(np.float64), arrays["x"], arrays["record"], names, smoothing, k
-    )
     if gate.active and "sample" not in arrays:
         raise data_lib.DataError(
             f"{source}: the rhythm gates (data.af_gate, data.prematurity_gate) need each beat's "
@@ -75,14 +72,21 @@ def pooled_probs(
             "re-score it with scripts/cv_rescore.py"
         )
     try:
-        sample = arrays.get("sample")
-        gated = apply_af_gate(gate, probs, arrays["x"], arrays["record"], sample, names, source)
-        split = clusters.split_ensemble(
-            gated, arrays["x"], arrays["record"], names, sv_split, k, source
+        probs = label_free_steps(
+            arrays["probs"][None].astype(np.float64),
+            arrays["x"],
+            arrays["record"],
+            arrays.get("sample"),
+            names,
+            source,
+            smoothing=smoothing,
+            k=k,
+            gate=gate,
+            sv_split=sv_split,
         )
-        return split[0]
     except ValueError as err:
         raise data_lib.DataError(str(err)) from None
+    return probs[0]
 
 
 def pool_out_of_fold(

@@ -260,6 +260,35 @@ def apply_af_gate(
     return af_gate.gate_ensemble(probs, sample, record, names, settings, source, p_corr, prev_ratio)
 
 
+def label_free_steps(
+    probs: np.ndarray,
+    x: np.ndarray,
+    record: np.ndarray | None,
+    sample: np.ndarray | None,
+    names: list[str],
+    source: str,
+    *,
+    smoothing: float,
+    k: int,
+    gate: af_gate.GateSettings,
+    sv_split: float,
+) -> np.ndarray:
+    """Cluster smoothing, the rhythm gates, then the S/V split on per-seed ``probs``, as
+    :func:`postprocess` and the CV pool (:func:`ecgjax.training.crossval.pooled_probs`) both
+    apply them; the record's shape clusters are made once for the two cluster steps.
+
+    Raises:
+        ValueError: a step is on and a needed column is missing, or positions are bad.
+    """
+    ids = None
+    if smoothing > 0 or sv_split > 0:
+        key = "data.cluster_smoothing" if smoothing > 0 else "data.sv_split"
+        ids = clusters.ensemble_clusters(x, record, k, source, key)
+    probs = clusters.smooth_ensemble(probs, x, record, names, smoothing, k, source, ids=ids)
+    probs = apply_af_gate(gate, probs, x, record, sample, names, source)
+    return clusters.split_ensemble(probs, x, record, names, sv_split, k, source, ids=ids)
+
+
 def postprocess(
     config: ml_collections.ConfigDict, split: data_lib.BeatData, probs: np.ndarray
 ) -> np.ndarray:
@@ -270,27 +299,18 @@ def postprocess(
     (``data.prematurity_gate``; both :mod:`ecgjax.scoring.af_gate`), then each beat's split
     between S and V moved towards its cluster's (``data.sv_split``). Part of the prediction, so
     every evaluation of the checkpoint (the run's test table, evaluate, compare) applies it here."""
-    names = list(config.data.class_names)
     try:
-        probs = clusters.smooth_ensemble(
+        return label_free_steps(
             probs,
             split.x,
             split.record,
-            names,
-            float(config.data.cluster_smoothing),
-            int(config.data.cluster_k),
+            split.sample,
+            list(config.data.class_names),
             split.source,
-        )
-        gate = af_gate.GateSettings.from_config(config.data)
-        probs = apply_af_gate(gate, probs, split.x, split.record, split.sample, names, split.source)
-        return clusters.split_ensemble(
-            probs,
-            split.x,
-            split.record,
-            names,
-            float(config.data.get("sv_split", 0.0)),
-            int(config.data.cluster_k),
-            split.source,
+            smoothing=float(config.data.cluster_smoothing),
+            k=int(config.data.cluster_k),
+            gate=af_gate.GateSettings.from_config(config.data),
+            sv_split=float(config.data.sv_split),
         )
     except ValueError as err:
         raise data_lib.DataError(str(err)) from None
