@@ -191,7 +191,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.ensemble = ml_collections.ConfigDict()
     c.ensemble.strategy = "auto"  # auto | vmap | wide | unrolled | loop | sequential
-    c.ensemble.dispatch = "auto"  # auto | python | scan
+    c.ensemble.dispatch = "auto"  # auto | python | scan | flat (python on a packed state)
     c.ensemble.scan_steps = 8
 
     c.tune = ml_collections.ConfigDict()

@@ -33,7 +33,7 @@ SETTINGS = {
 }
 
 
-def small_config(strategy: str) -> ml_collections.ConfigDict:
+def small_config(strategy: str, dispatch: str = "python") -> ml_collections.ConfigDict:
     c = base_config()
     c.model.name, c.model.hidden, c.model.num_blocks = "resnet1d", 4, 1
     c.model.norm, c.model.rr_context = "batch", True
@@ -43,7 +43,7 @@ def small_config(strategy: str) -> ml_collections.ConfigDict:
     c.optim.name = "adamw"
     c.train.batch_size, c.train.steps_per_epoch, c.train.epochs = 16, 4, 2
     c.train.eval_batch_size = 64
-    c.ensemble.strategy, c.ensemble.dispatch = strategy, "python"
+    c.ensemble.strategy, c.ensemble.dispatch = strategy, dispatch
     return c
 
 
@@ -62,9 +62,13 @@ def run(ens: Ensemble, epochs: int = 2):
     return state
 
 
-@pytest.mark.parametrize("strategy", ["wide", "loop"])
-def test_member_k_equals_a_single_run_with_its_values_and_seed(strategy: str) -> None:
-    config = small_config(strategy)
+@pytest.mark.parametrize(
+    ("strategy", "dispatch"), [("wide", "python"), ("loop", "python"), ("loop", "flat")]
+)
+def test_member_k_equals_a_single_run_with_its_values_and_seed(
+    strategy: str, dispatch: str
+) -> None:
+    config = small_config(strategy, dispatch)
     pop = Population(config, beats(), [0, 7], SETTINGS)
     assert pop.num_members == 6 and pop.strategy == strategy
     state = run(pop)

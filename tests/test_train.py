@@ -86,7 +86,14 @@ def vmap_reference():
 
 @pytest.mark.parametrize(
     ("strategy", "dispatch"),
-    [("loop", "python"), ("loop", "scan"), ("sequential", "python"), ("vmap", "scan")],
+    [
+        ("loop", "python"),
+        ("loop", "scan"),
+        ("sequential", "python"),
+        ("vmap", "scan"),
+        ("loop", "flat"),
+        ("vmap", "flat"),
+    ],
 )
 def test_every_strategy_gives_the_same_numbers(
     strategy: str, dispatch: str, vmap_reference

@@ -10,7 +10,9 @@ Strategies (same numbers, different speed; measured by scripts/bench.py, see
     dispatch per step for all seeds).
   * ``loop``: a Python loop over seeds inside each step, re-using one single-seed program.
   * ``sequential``: each seed runs its whole epoch in turn (separate runs, one program).
-Dispatch: ``python`` (a loop over a jitted step) or ``scan`` (``lax.scan`` over k steps).
+Dispatch: ``python`` (a loop over a jitted step), ``scan`` (``lax.scan`` over k steps) or ``flat``
+(the ``python`` loop over a step whose state is packed into one buffer per dtype for the epoch,
+:mod:`ecgjax.training.packing`: same numbers, fewer buffers per call).
 ``auto`` resolves both through :func:`ecgjax.training.strategy.choose`. Per step, Python does one
 dispatch per program call and nothing else: indices arrive as host rows computed once per
 epoch, and metrics stay on the device until the epoch ends.
@@ -33,6 +35,7 @@ from ecgjax.data.rr import record_groups
 from ecgjax.models.classifier import MAX_PATIENTS
 from ecgjax.training import adapt as adapt_lib
 from ecgjax.training import strategy as strategy_lib
+from ecgjax.training.packing import lane_programs
 from ecgjax.training.programs import planned_bytes, programs_for
 from ecgjax.training.step import (
     DeviceData,
@@ -158,6 +161,7 @@ class Ensemble:
         self.model, self.tx, self.fns = programs.model, programs.tx, programs.fns
         self._step, self._scan = programs.step, programs.scan
         self._predict, self._init = programs.predict, programs.init
+        self._flat_step = programs.flat_step
         self._stats: adapt_lib.StatsFn | None = None  # built on first use (record adaptation)
         self.record_rows = _record_rows(train) if config.sampling.name == "record" else None
         if self.record_rows is not None:
@@ -246,6 +250,8 @@ class Ensemble:
         dispatch runs ``scan_k`` steps per call and single steps for the remainder. Metrics
         stay on the device until the epoch ends (no host sync inside the epoch).
         """
+        if self.dispatch == "flat":
+            return self._advance_packed(lanes, lane_idx, hps)
         total = lane_idx[0].shape[-2]
         k = self.scan_k if self.dispatch == "scan" else 0
         parts: list[tuple[list[Any], list[Any]]] = [([], []) for _ in lanes]
@@ -263,6 +269,25 @@ class Ensemble:
                     parts[i][0].append(m)
             pos += k if chunk else 1
         return lanes, [_mean_metrics(steps, chunks, total) for steps, chunks in parts]
+
+    def _packed(self, lane: TrainState) -> tuple[Any, Any, Any]:
+        """A lane's ``(pack, step, unpack)`` programs (``flat`` dispatch)."""
+        return lane_programs(self._flat_step, lane, lead=1 if self.stacked else 0)
+
+    def _advance_packed(
+        self, lanes: list[TrainState], lane_idx: list[np.ndarray], hps: list[Any]
+    ) -> tuple[list[TrainState], list[dict[str, jax.Array]]]:
+        """:meth:`_advance` for ``flat`` dispatch: each lane is packed once for the epoch,
+        stepped packed, and unpacked at its end."""
+        pack, step, unpack = self._packed(lanes[0])
+        flat = [pack(lane) for lane in lanes]
+        total = lane_idx[0].shape[-2]
+        steps: list[list[Any]] = [[] for _ in lanes]
+        for pos in range(total):
+            for i, idx in enumerate(lane_idx):
+                flat[i], m = step(flat[i], idx[..., pos, :], self.data, hps[i])
+                steps[i].append(m)
+        return [unpack(f) for f in flat], [_mean_metrics(m, [], total) for m in steps]
 
     def predict(self, state: TrainState, split: data_lib.BeatData) -> np.ndarray:
         """Per-seed class probabilities ``(S, N, C)`` on a split, in fixed-size chunks; with
@@ -366,7 +391,12 @@ class Ensemble:
         lane = state if self.stacked else jax.tree.map(lambda a: a[0], state)
         lane_idx = idx if self.stacked else idx[0]
         calls = []
-        if self.dispatch == "python" or self.steps % k:
+        if self.dispatch == "flat":
+            pack, step, unpack = self._packed(lane)
+            lane = pack(lane)
+            jax.block_until_ready(unpack(lane))  # compiles the epoch's closing program too
+            calls.append((step, lane_idx[..., 0, :]))
+        elif self.dispatch == "python" or self.steps % k:
             calls.append((self._step, lane_idx[..., 0, :]))
         if self.dispatch == "scan" and self.steps >= k:
             calls.append((self._scan, lane_idx))

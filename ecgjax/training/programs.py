@@ -10,6 +10,7 @@ does not compile again what its training run compiled.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
@@ -51,6 +52,9 @@ class Programs:
     scan: Callable[..., Any]
     predict: Callable[..., Any]
     init: Callable[..., Any]
+    # The step with the flat optimizer state, not jitted: ``packing.packed_programs`` jits it
+    # around a state layout (``flat`` dispatch).
+    flat_step: Callable[..., Any]
 
 
 def programs_for(
@@ -125,15 +129,20 @@ def _build(
         weight_ema=float(cfg["optim"].get("weight_ema", 0.0)),
     )
     single: Callable[..., Any] = functools.partial(train_step, fns=fns)
+    flat: Callable[..., Any] = functools.partial(
+        train_step, fns=dataclasses.replace(fns, flat_optimizer=True)
+    )
     multi: Callable[..., Any] = functools.partial(scan_steps, fns=fns)
     predict: Callable[..., Any] = functools.partial(predict_probs, model=model, wide=fns.wide)
     if group in ("vmap", "wide"):
         in_axes = (0, 0, None, 0 if member_hparams else None)
         step, scan = jax.vmap(single, in_axes=in_axes), jax.vmap(multi, in_axes=in_axes)
+        flat = jax.vmap(flat, in_axes=in_axes)
         predict = jax.vmap(predict, in_axes=(0, 0, None, None))
     elif group == "unrolled":
         step = unrolled(single, num_seeds, member_hparams)
         scan = unrolled(multi, num_seeds, member_hparams)
+        flat = unrolled(flat, num_seeds, member_hparams)
     else:
         step, scan = single, multi
     init: Callable[..., Any] = functools.partial(
@@ -152,6 +161,7 @@ def _build(
         scan=jax.jit(scan, donate_argnums=0),
         predict=jax.jit(predict),
         init=jax.jit(init),
+        flat_step=flat,
     )
 
 

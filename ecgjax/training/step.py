@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int
 
 from ecgjax.data.augment import augment_batch, drop_channels
@@ -75,6 +76,9 @@ class StepFns:
     sam_rho: float = 0.0
     # optim.weight_ema: decay of the weight average predictions use (0: off, the last weights).
     weight_ema: float = 0.0
+    # The ``flat`` dispatch (ecgjax.training.packing): the optimizer state's params-shaped parts
+    # (Adam's moments) are single vectors and the update runs on the raveled gradient.
+    flat_optimizer: bool = False
 
 
 def create_train_state(
@@ -196,8 +200,15 @@ def train_step(
     (_, (updates, logits, loss)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
     if fns.sam_rho > 0:
         grads = jax.grad(lambda p: loss_of(p)[0])(sam_point(state.params, grads, fns.sam_rho))
-    param_updates, opt_state = fns.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, param_updates)
+    if fns.flat_optimizer:  # one fused update over one vector instead of one per array
+        flat_params, unravel = ravel_pytree(state.params)
+        flat_updates, opt_state = fns.tx.update(
+            ravel_pytree(grads)[0], state.opt_state, flat_params
+        )
+        params = unravel(optax.apply_updates(flat_params, flat_updates))
+    else:
+        param_updates, opt_state = fns.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, param_updates)
     batch_stats = updates.get("batch_stats", state.batch_stats)
     new_state = state.replace(
         step=state.step + 1,
