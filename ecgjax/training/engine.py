@@ -11,8 +11,9 @@ Strategies (same numbers, different speed; measured by scripts/bench.py, see
   * ``loop``: a Python loop over seeds inside each step, re-using one single-seed program.
   * ``sequential``: each seed runs its whole epoch in turn (separate runs, one program).
 Dispatch: ``python`` (a loop over a jitted step), ``scan`` (``lax.scan`` over k steps) or ``flat``
-(the ``python`` loop over a step whose state is packed into one buffer per dtype for the epoch,
-:mod:`ecgjax.training.packing`: same numbers, fewer buffers per call).
+(the ``python`` loop over a step whose state is packed into one buffer per dtype for the epoch
+and whose Adam update runs fused over one vector, :mod:`ecgjax.training.packing`: the same
+numbers to float rounding, fewer buffers and kernels per call).
 ``auto`` resolves both through :func:`ecgjax.training.strategy.choose`. Per step, Python does one
 dispatch per program call and nothing else: indices arrive as host rows computed once per
 epoch, and metrics stay on the device until the epoch ends.
