@@ -6,6 +6,7 @@ uv run --extra cuda scripts/bench.py --quick --write_auto   # 1 and 8 seeds (~2-
 uv run scripts/bench.py --models=cnn2d --seeds=1,8 --steps=32 --repeats=7
 uv run scripts/bench.py --torch --models=cnn2d,transformer --seeds=1   # vs PyTorch, same run
 uv run scripts/bench.py --population                 # populations of 1,4,16,64 vs separate
+uv run scripts/bench.py --population --dispatches=flat   # ... every case with the flat dispatch
 uv run scripts/bench.py --conv_forms=lax,im2col,shifted,winograd --torch  # CNN conv forms
 
 --torch needs PyTorch beside ecgjax (not a dependency, see ecgjax/bench/torchref.py):
@@ -25,12 +26,15 @@ from ecgjax import cli, paths
 from ecgjax.bench import measure as bench
 from ecgjax.bench import population as pop_bench
 from ecgjax.bench import report as bench_report
-from ecgjax.training.strategy import write_cache
+from ecgjax.errors import UserError
+from ecgjax.training.strategy import DISPATCHES, write_cache
 
 _MODELS = flags.DEFINE_list("models", list(bench.REFERENCE_CONFIGS), "Model names or config paths.")
 _SEEDS = flags.DEFINE_list("seeds", None, "Seed counts (default 1,2,4,8; quick 1,8).")
 _STRATEGIES = flags.DEFINE_list("strategies", None, "Ensemble strategies (default: all).")
-_DISPATCHES = flags.DEFINE_list("dispatches", None, "Step dispatches (default: python,scan).")
+_DISPATCHES = flags.DEFINE_list(
+    "dispatches", None, "Step dispatches (default: python,scan,flat; --population: one of them)."
+)
 _BATCH = flags.DEFINE_integer("batch", 0, "Batch size per seed; 0 = each config's own.")
 _STEPS = flags.DEFINE_integer("steps", None, "Optimizer steps per seed per timed repeat.")
 _REPEATS = flags.DEFINE_integer(
@@ -101,6 +105,13 @@ def _population(console: Console, out_dir: Path) -> None:
     for name, flag in (("steps", _STEPS), ("repeats", _REPEATS)):
         if flag.value is not None:
             changes[name] = flag.value
+    if _DISPATCHES.value:
+        if len(_DISPATCHES.value) != 1 or _DISPATCHES.value[0] not in DISPATCHES:
+            raise UserError(
+                f"--population takes one --dispatches value of {', '.join(DISPATCHES)}, "
+                f"got {','.join(_DISPATCHES.value)}"
+            )
+        changes["dispatch"] = _DISPATCHES.value[0]
     options = dataclasses.replace(pop_bench.PopulationOptions(), **changes)
     result = pop_bench.run(options, log=console.print)
     out_dir.mkdir(parents=True, exist_ok=True)

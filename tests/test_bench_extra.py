@@ -16,16 +16,22 @@ from ecgjax.config import base_config
 from ecgjax.models import create_model
 
 
-def test_population_bench_measures_populations_against_separate_programs() -> None:
+@pytest.mark.parametrize("dispatch", ["python", "flat"])
+def test_population_bench_measures_populations_against_separate_programs(dispatch: str) -> None:
     options = pop_bench.PopulationOptions(
         sizes=(1, 3),
         strategies=("loop",),
         steps=2,
         repeats=2,
         data_size=64,
+        dispatch=dispatch,
         overrides={"model.hidden": 4, "model.num_blocks": 1, "train.batch_size": 8},
     )
     result = pop_bench.run(options, log=lambda _: None)
+    assert (
+        result["dispatch"] == dispatch
+        and f"{dispatch} dispatch" in pop_bench.table_lines(result)[0]
+    )
     rows = result["rows"]
     assert [(r["case"], r["members"]) for r in rows] == [
         ("separate", 1),

@@ -36,6 +36,7 @@ class PopulationOptions:
     steps: int = 4
     repeats: int = 3
     skip: float = 3.0  # a strategy this much slower than the best at one size skips larger ones
+    dispatch: str = "python"  # every case's, the separate program's included
     data_size: int = 2048
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -70,7 +71,7 @@ def run(options: PopulationOptions, log: Any = print) -> dict[str, Any]:
         config,
         {
             "train.steps_per_epoch": options.steps,
-            "ensemble.dispatch": "python",
+            "ensemble.dispatch": options.dispatch,
             **options.overrides,
         },
     )
@@ -122,6 +123,7 @@ def run(options: PopulationOptions, log: Any = print) -> dict[str, Any]:
         "backend": jax.default_backend(),
         "config": CONFIG,
         "options": options.__dict__,
+        "dispatch": options.dispatch,
         "rows": rows,
     }
 
@@ -147,7 +149,8 @@ def _time(case: _Case, epoch: int) -> None:
 def table_lines(result: dict[str, Any]) -> list[str]:
     """The printed table: per-member throughput vs the separate programs, per strategy."""
     out = [
-        f"populations vs separate single-setting programs ({result['backend']}, {result['config']})",
+        f"populations vs separate single-setting programs ({result['backend']}, {result['config']}, "
+        f"{result.get('dispatch', 'python')} dispatch)",
         f"{'case':<16}{'strategy':<10}{'member-samples/s':>18}{'vs separate':>13}{'startup s':>11}"
         f"{'separate startup s':>20}",
     ]
