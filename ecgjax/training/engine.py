@@ -163,6 +163,7 @@ class Ensemble:
         self._step, self._scan = programs.step, programs.scan
         self._predict, self._init = programs.predict, programs.init
         self._flat_step = programs.flat_step
+        self._flat_programs: tuple[Any, Any, Any] | None = None  # built on first use (flat)
         self._stats: adapt_lib.StatsFn | None = None  # built on first use (record adaptation)
         self.record_rows = _record_rows(train) if config.sampling.name == "record" else None
         if self.record_rows is not None:
@@ -248,13 +249,22 @@ class Ensemble:
         """Step every lane through its indices ``(..., steps, batch)``, interleaved per call.
 
         A lane is the stacked state (vmap, wide, unrolled) or one member (loop); ``scan``
-        dispatch runs ``scan_k`` steps per call and single steps for the remainder. Metrics
+        dispatch runs ``scan_k`` steps per call and single steps for the remainder; ``flat``
+        packs each lane once for the epoch, steps it packed and unpacks it at the end. Metrics
         stay on the device until the epoch ends (no host sync inside the epoch).
         """
         if self.dispatch == "flat":
-            return self._advance_packed(lanes, lane_idx, hps)
-        total = lane_idx[0].shape[-2]
+            pack, step, unpack = self._packed(lanes[0])
+            packed, means = self._steps([pack(lane) for lane in lanes], lane_idx, hps, step, 0)
+            return [unpack(p) for p in packed], means
         k = self.scan_k if self.dispatch == "scan" else 0
+        return self._steps(lanes, lane_idx, hps, self._step, k)
+
+    def _steps(
+        self, lanes: list[Any], lane_idx: list[np.ndarray], hps: list[Any], step: Any, k: int
+    ) -> tuple[list[Any], list[dict[str, jax.Array]]]:
+        """The epoch's calls of :meth:`_advance`: ``step`` per step, or ``scan`` per ``k``."""
+        total = lane_idx[0].shape[-2]
         parts: list[tuple[list[Any], list[Any]]] = [([], []) for _ in lanes]
         pos = 0
         while pos < total:
@@ -266,29 +276,19 @@ class Ensemble:
                     )
                     parts[i][1].append(m)
                 else:
-                    lanes[i], m = self._step(lanes[i], idx[..., pos, :], self.data, hps[i])
+                    lanes[i], m = step(lanes[i], idx[..., pos, :], self.data, hps[i])
                     parts[i][0].append(m)
             pos += k if chunk else 1
         return lanes, [_mean_metrics(steps, chunks, total) for steps, chunks in parts]
 
     def _packed(self, lane: TrainState) -> tuple[Any, Any, Any]:
-        """A lane's ``(pack, step, unpack)`` programs (``flat`` dispatch)."""
-        return lane_programs(self._flat_step, lane, lead=1 if self.stacked else 0)
-
-    def _advance_packed(
-        self, lanes: list[TrainState], lane_idx: list[np.ndarray], hps: list[Any]
-    ) -> tuple[list[TrainState], list[dict[str, jax.Array]]]:
-        """:meth:`_advance` for ``flat`` dispatch: each lane is packed once for the epoch,
-        stepped packed, and unpacked at its end."""
-        pack, step, unpack = self._packed(lanes[0])
-        flat = [pack(lane) for lane in lanes]
-        total = lane_idx[0].shape[-2]
-        steps: list[list[Any]] = [[] for _ in lanes]
-        for pos in range(total):
-            for i, idx in enumerate(lane_idx):
-                flat[i], m = step(flat[i], idx[..., pos, :], self.data, hps[i])
-                steps[i].append(m)
-        return [unpack(f) for f in flat], [_mean_metrics(m, [], total) for m in steps]
+        """The ``(pack, step, unpack)`` programs of the ``flat`` dispatch; a lane's layout never
+        changes within an ensemble, so it is worked out (traced) once, on the first lane."""
+        if self._flat_programs is None:
+            self._flat_programs = lane_programs(
+                self._flat_step, lane, lead=1 if self.stacked else 0
+            )
+        return self._flat_programs
 
     def predict(self, state: TrainState, split: data_lib.BeatData) -> np.ndarray:
         """Per-seed class probabilities ``(S, N, C)`` on a split, in fixed-size chunks; with

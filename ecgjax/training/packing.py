@@ -114,7 +114,7 @@ class FlatOpt:
             raise ValueError("the optimizer state holds no params-shaped part to flatten")
         return FlatOpt(treedef, mask)
 
-    def flatten(self, params: Any, opt_state: Any) -> Any:
+    def flatten(self, opt_state: Any) -> Any:
         """``opt_state`` with its params-shaped subtrees raveled (one member)."""
         leaves = self.treedef.flatten_up_to(opt_state)
         flat = [
@@ -151,7 +151,7 @@ def flat_lane(flat_opt: FlatOpt, lead: int) -> Callable[[Any], Any]:
     """A train state (``lead`` = 1: stacked members) with its optimizer state flattened."""
 
     def one(state: Any) -> Any:
-        return state.replace(opt_state=flat_opt.flatten(state.params, state.opt_state))
+        return state.replace(opt_state=flat_opt.flatten(state.opt_state))
 
     return jax.vmap(one) if lead else one
 
